@@ -1,0 +1,479 @@
+"""The `binder_ner` pipeline component."""
+import warnings
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+import numpy
+import torch
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
+
+from .descriptions import DescriptionsT, resolve_descriptions
+from .model import BinderOutput, get_head
+from .scorer import binder_score
+from .spans import align_gold, decode_spans, enumerate_candidates, get_gold_spans
+from .spans import greedy_flat
+from .torch_binder import SPAN, BinderScores, LossWeights, binder_loss
+from .type_encoders import description_encoder_name, set_encoder_name
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-binder.BinderModel.v1"
+projection_size = 128
+width_embedding_size = 128
+dropout = 0.1
+
+[model.text_encoder]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.text_encoder.pooling]
+@layers = "reduce_mean.v1"
+
+[model.type_encoder]
+@architectures = "spacy-binder.DescriptionEncoder.v1"
+name = null
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+# Settings given to the factory; they win over the values saved with a
+# pipeline so that config overrides at load time take effect.
+SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "set_ents", "set_spans")
+
+
+@Language.factory(
+    "binder_ner",
+    assigns=["doc.ents", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": "sc",
+        "max_span_width": 30,
+        "threshold_offset": 0.0,
+        "set_ents": True,
+        "set_spans": True,
+        "loss": {"@misc": "spacy-binder.BinderLoss.v1"},
+        "scorer": {"@scorers": "spacy-binder.binder_scorer.v1"},
+    },
+    default_score_weights={
+        "spans_sc_f": 1.0,
+        "spans_sc_p": 0.0,
+        "spans_sc_r": 0.0,
+        "ents_f": 0.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+    },
+)
+def make_binder_ner(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], BinderOutput],
+    spans_key: str,
+    max_span_width: int,
+    threshold_offset: float,
+    set_ents: bool,
+    set_spans: bool,
+    loss: LossWeights,
+    scorer: Optional[Callable],
+) -> "BinderNER":
+    """Create a BINDER named entity recognizer.
+
+    model (Model[List[Doc], BinderOutput]): the BINDER model.
+    spans_key (str): key in doc.spans for the nested predictions (and, when
+        present in the reference docs, for the gold mentions).
+    max_span_width (int): longest entity, in tokens.
+    threshold_offset (float): added to every decision threshold; > 0 trades
+        recall for precision.
+    set_ents (bool): write the best non-overlapping spans to doc.ents.
+    set_spans (bool): write all predicted spans to doc.spans[spans_key].
+    loss (LossWeights): weights of the loss terms.
+    scorer (Optional[Callable]): scoring method.
+    """
+    return BinderNER(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        max_span_width=max_span_width,
+        threshold_offset=threshold_offset,
+        set_ents=set_ents,
+        set_spans=set_spans,
+        loss=loss,
+        scorer=scorer,
+    )
+
+
+class BinderNER(TrainablePipe):
+    """Nested and flat NER with BINDER: a bi-encoder of text and entity type
+    descriptions, trained contrastively with a dynamic threshold."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], BinderOutput],
+        name: str = "binder_ner",
+        *,
+        spans_key: str = "sc",
+        max_span_width: int = 30,
+        threshold_offset: float = 0.0,
+        set_ents: bool = True,
+        set_spans: bool = True,
+        loss: Optional[LossWeights] = None,
+        scorer: Optional[Callable] = binder_score,
+    ):
+        if not isinstance(spans_key, str) or not spans_key:
+            raise ValueError(f"binder_ner spans_key must be a non-empty string, got {spans_key!r}.")
+        if isinstance(max_span_width, bool) or not isinstance(max_span_width, int) or max_span_width < 1:
+            raise ValueError(
+                f"binder_ner max_span_width must be a positive integer (tokens), got {max_span_width!r}."
+            )
+        if not set_ents and not set_spans:
+            raise ValueError(
+                "binder_ner has both outputs switched off (set_ents = false and "
+                "set_spans = false), so it would predict nothing. Switch on at least one."
+            )
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.loss_weights = loss if loss is not None else LossWeights()
+        self._settings = {
+            "spans_key": spans_key,
+            "max_span_width": max_span_width,
+            "threshold_offset": float(threshold_offset),
+            "set_ents": bool(set_ents),
+            "set_spans": bool(set_spans),
+        }
+        self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}, **self._settings}
+        self._sync_model()
+
+    # -- settings and labels ------------------------------------------------
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def descriptions(self) -> Dict[str, str]:
+        return dict(self.cfg["descriptions"])
+
+    @property
+    def spans_key(self) -> str:
+        return self.cfg["spans_key"]
+
+    @property
+    def max_span_width(self) -> int:
+        return self.cfg["max_span_width"]
+
+    @property
+    def threshold_offset(self) -> float:
+        return self.cfg["threshold_offset"]
+
+    @threshold_offset.setter
+    def threshold_offset(self, value: float) -> None:
+        self.cfg["threshold_offset"] = self._settings["threshold_offset"] = float(value)
+
+    @property
+    def is_initialized(self) -> bool:
+        return bool(self.labels) and get_head(self.model) is not None
+
+    def _type_encoder_reads_descriptions(self) -> bool:
+        return self.model.get_ref("type_encoder").attrs.get("reads_descriptions", True)
+
+    def _sync_model(self) -> None:
+        """Push labels, descriptions and settings into the model, and drop
+        cached type vectors."""
+        self.model.attrs["max_span_width"] = self.cfg["max_span_width"]
+        self.model.attrs["descriptions"] = [
+            self.cfg["descriptions"].get(label, label) for label in self.labels
+        ]
+        self.model.attrs["type_vector_cache"].clear()
+
+    def add_label(self, label: str, *, description: Optional[str] = None) -> int:
+        """Add an entity type. After training this works with the
+        description encoder (the new type is scored from its description,
+        zero-shot), not with the label embedding.
+
+        label (str): the label.
+        description (Optional[str]): what the type covers; defaults to the label.
+        RETURNS (int): 0 if the label was already present, else 1.
+        """
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"binder_ner labels must be non-empty strings, got {label!r}.")
+        if label in self.labels:
+            return 0
+        if self.is_initialized and not self._type_encoder_reads_descriptions():
+            raise ValueError(
+                f"Cannot add label '{label}' to a trained binder_ner that uses a "
+                "label embedding: it has no vector for new labels. Retrain with "
+                "the label, or use spacy-binder.DescriptionEncoder.v1."
+            )
+        labels = list(self.labels) + [label]
+        given = dict(self.cfg["descriptions"])
+        if description is not None:
+            given[label] = description
+        self.cfg["descriptions"] = resolve_descriptions(
+            labels, given, warn_missing=self._type_encoder_reads_descriptions()
+        )
+        self.cfg["labels"] = labels
+        self._sync_model()
+        return 1
+
+    # -- prediction ---------------------------------------------------------
+
+    def predict(self, docs: Iterable[Doc]) -> Optional[BinderOutput]:
+        """Score the candidate spans of a batch of docs.
+
+        RETURNS (Optional[BinderOutput]): None when the batch has no tokens.
+        """
+        docs = list(docs)
+        if not self.is_initialized:
+            raise ValueError(
+                f"The '{self.name}' component is not initialized: call "
+                "nlp.initialize() or train it before using it."
+            )
+        if not any(len(doc) for doc in docs):
+            return None
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], output: Optional[BinderOutput]) -> None:
+        """Write nested predictions to doc.spans[spans_key] (with a score per
+        span in `attrs["scores"]`) and the greedy non-overlapping subset,
+        best score first, to doc.ents."""
+        docs = list(docs)
+        labels = self.labels
+        if output is None:
+            decoded: List[list] = [[] for _ in docs]
+        else:
+            to_numpy = self.model.ops.to_numpy
+            decoded = decode_spans(
+                output.candidates,
+                to_numpy(output.scores.span),
+                to_numpy(output.scores.anchor[:, SPAN]),
+                self.threshold_offset,
+            )
+        for doc, predicted in zip(docs, decoded):
+            spans = [Span(doc, start, end, label=labels[t]) for start, end, t, _ in predicted]
+            if self.cfg["set_spans"]:
+                doc.spans[self.spans_key] = SpanGroup(
+                    doc,
+                    name=self.spans_key,
+                    spans=spans,
+                    attrs={"scores": numpy.asarray([p[3] for p in predicted], dtype="float32")},
+                )
+            if self.cfg["set_ents"]:
+                doc.ents = [spans[k] for k in greedy_flat(predicted, len(doc))]
+
+    # -- training -----------------------------------------------------------
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch of examples (gold in reference.spans[spans_key]
+        or reference.ents)."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "BinderNER.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        output, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_output = self.get_loss(examples, output)
+        backprop(d_output)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], output: BinderOutput):
+        """The BINDER loss of a batch and its gradient w.r.t. the scores.
+
+        RETURNS (Tuple[float, BinderOutput]): the loss and the gradient.
+        """
+        examples = list(examples)
+        candidates = output.candidates
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        gold = align_gold(examples, candidates, label_index, self.spans_key, self.max_span_width)
+        leaves = [xp2torch(s, requires_grad=True) for s in output.scores]
+        device = leaves[0].device
+
+        def index(array) -> torch.Tensor:
+            return torch.as_tensor(numpy.asarray(array, dtype="int64"), device=device)
+
+        loss, _ = binder_loss(
+            BinderScores(*leaves),
+            token_segments=index(candidates.token_segments),
+            span_starts=index(candidates.span_starts),
+            span_ends=index(candidates.span_ends),
+            span_segments=index(candidates.span_segments),
+            gold_spans=index(gold.spans),
+            gold_types=index(gold.types),
+            weights=self.loss_weights,
+        )
+        loss.backward()
+        d_scores = BinderScores(
+            *(
+                torch2xp(leaf.grad, ops=self.model.ops)
+                if leaf.grad is not None
+                else self.model.ops.xp.zeros_like(score)
+                for leaf, score in zip(leaves, output.scores)
+            )
+        )
+        return float(loss.detach()), BinderOutput(candidates=candidates, scores=d_scores)
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        super().finish_update(sgd)
+        self.model.attrs["type_vector_cache"].clear()
+
+    @contextmanager
+    def use_params(self, params: dict):
+        # Averaged parameters change the type vectors: drop the cache on the
+        # way in and out.
+        self.model.attrs["type_vector_cache"].clear()
+        with self.model.use_params(params):
+            yield
+        self.model.attrs["type_vector_cache"].clear()
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+        descriptions: Optional[DescriptionsT] = None,
+    ) -> None:
+        """Set up labels, descriptions and model weights.
+
+        get_examples (Callable[[], Iterable[Example]]): the training data.
+        nlp (Language): the pipeline, used to find the transformer whose
+            checkpoint the description encoder starts from.
+        labels (Optional[Sequence[str]]): labels to learn on top of those in
+            the data.
+        descriptions (Optional[Union[Dict[str, str], str, Path]]): label ->
+            description, or a JSON file of it.
+        """
+        validate_get_examples(get_examples, "BinderNER.initialize")
+        data_labels = set()
+        for eg in get_examples():
+            data_labels.update(span.label_ for span in get_gold_spans(eg.reference, self.spans_key))
+        given = list(labels) if labels is not None else []
+        all_labels = list(dict.fromkeys(given + sorted(data_labels - set(given))))
+        if not all_labels:
+            raise ValueError(
+                f"binder_ner found no entity in the training data (looked in "
+                f"reference.spans['{self.spans_key}'], else reference.ents) and "
+                "no `labels` were given. Check the corpus and spans_key, or pass "
+                "labels in [initialize.components]."
+            )
+        for label in all_labels:
+            if not isinstance(label, str) or not label:
+                raise ValueError(f"binder_ner labels must be non-empty strings, got {label!r}.")
+        self.cfg["descriptions"] = resolve_descriptions(
+            all_labels, descriptions, warn_missing=self._type_encoder_reads_descriptions()
+        )
+        self.cfg["labels"] = all_labels
+        self._sync_model()
+        self._resolve_description_encoder_name(nlp)
+        sample = [eg.predicted for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=sample)
+        self._sync_model()
+        self._warn_unlearnable_gold(get_examples)
+        self._check_score_weights(nlp)
+
+    def _resolve_description_encoder_name(self, nlp: Optional[Language]) -> None:
+        type_encoder = self.model.get_ref("type_encoder")
+        if not type_encoder.has_ref("transformer") or description_encoder_name(type_encoder):
+            return
+        from spacy_transformers import Transformer
+
+        transformers = [] if nlp is None else [
+            pipe for _, pipe in nlp.pipeline if isinstance(pipe, Transformer)
+        ]
+        listening = [t for t in transformers if self.name in t.listener_map]
+        candidates = listening or transformers
+        if len(candidates) != 1:
+            raise ValueError(
+                "The description encoder of binder_ner has name = null, which "
+                "means 'use the checkpoint of the transformer component', but "
+                f"{'no' if not candidates else len(candidates)} transformer "
+                "component(s) were found. Set [components.binder_ner.model."
+                "type_encoder] name to a Hugging Face model name or folder."
+            )
+        set_encoder_name(type_encoder, candidates[0].model.attrs["name"])
+
+    def _warn_unlearnable_gold(self, get_examples: Callable[[], Iterable[Example]]) -> None:
+        """Count the gold mentions that cannot become candidates, per reason
+        and label, and warn once with the totals."""
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        totals: Dict[str, Dict[str, int]] = {}
+        batch: List[Example] = []
+
+        def count(batch: List[Example]) -> None:
+            candidates = enumerate_candidates([eg.predicted for eg in batch], self.max_span_width)
+            gold = align_gold(batch, candidates, label_index, self.spans_key, self.max_span_width)
+            for reason, counter in gold.skipped.items():
+                for label, n in counter.items():
+                    totals.setdefault(reason, {}).setdefault(label, 0)
+                    totals[reason][label] += n
+
+        for eg in get_examples():
+            batch.append(eg)
+            if len(batch) == 256:
+                count(batch)
+                batch = []
+        if batch:
+            count(batch)
+        if totals:
+            lines = [
+                f"{sum(per_label.values())} {reason} ({dict(sorted(per_label.items()))})"
+                for reason, per_label in totals.items()
+            ]
+            warnings.warn(
+                "[binder_ner] Some gold mentions in the training data cannot be "
+                "learned and are left out of the loss: " + "; ".join(lines) + ". "
+                "Raise max_span_width for long mentions, fix the tokenization or "
+                "the span offsets for misaligned ones, and check sentence "
+                "boundaries for mentions that cross them."
+            )
+
+    def _check_score_weights(self, nlp: Optional[Language]) -> None:
+        if nlp is None or self.spans_key == "sc":
+            return
+        weights = nlp.config.get("training", {}).get("score_weights", {})
+        if f"spans_{self.spans_key}_f" not in weights:
+            warnings.warn(
+                f"[binder_ner] spans_key is '{self.spans_key}', but "
+                "[training.score_weights] has no "
+                f"'spans_{self.spans_key}_f', so the nested F-score does not "
+                "select the best model. Add spans_"
+                f"{self.spans_key}_f = 1.0 (and spans_sc_f = null) there."
+            )
+
+    # -- serialization ------------------------------------------------------
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        super().from_bytes(bytes_data, exclude=exclude)
+        self.cfg.update(self._settings)
+        self._sync_model()
+        return self
+
+    def from_disk(self, path, *, exclude=tuple()):
+        super().from_disk(path, exclude=exclude)
+        self.cfg.update(self._settings)
+        self._sync_model()
+        return self

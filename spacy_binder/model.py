@@ -1,0 +1,280 @@
+"""Thinc wiring of BINDER: text encoder + type encoder + torch scoring head."""
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, Callable, List, Optional, Tuple
+
+import srsly
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from .spans import CandidateBatch, enumerate_candidates
+from .torch_binder import BinderHead, BinderScores, LossWeights
+
+
+@dataclass
+class BinderOutput:
+    """What the BINDER model returns for a batch of docs.
+
+    candidates (CandidateBatch): token, segment and candidate layout.
+    scores (BinderScores): xp arrays of start, end, span and anchor scores.
+    """
+
+    candidates: CandidateBatch
+    scores: BinderScores
+
+
+class TypeVectorCache:
+    """Type vectors computed at inference, reused while weights, labels and
+    descriptions stay the same. The owner calls `clear()` when weights
+    change; a change of descriptions is detected from the key."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.key: Optional[Tuple[str, ...]] = None
+        self.vectors: Optional[Floats2d] = None
+
+
+@registry.misc("spacy-binder.BinderLoss.v1")
+def make_binder_loss(
+    gold_weight: float = 0.5,
+    threshold_weight: float = 0.5,
+    start_weight: float = 0.2,
+    end_weight: float = 0.2,
+    span_weight: float = 0.6,
+) -> LossWeights:
+    """Weights of the BINDER loss: gold vs threshold rows, and start, end and
+    span levels (see DESIGN: total = 0.5 gold + 0.5 threshold, each
+    0.2 start + 0.2 end + 0.6 span)."""
+    return LossWeights(
+        gold=gold_weight,
+        threshold=threshold_weight,
+        start=start_weight,
+        end=end_weight,
+        span=span_weight,
+    )
+
+
+@registry.architectures("spacy-binder.BinderModel.v1")
+def build_binder_model(
+    text_encoder: Model[List[Doc], List[Floats2d]],
+    type_encoder: Model[List[str], Floats2d],
+    *,
+    projection_size: int = 128,
+    width_embedding_size: int = 128,
+    dropout: float = 0.1,
+) -> Model[List[Doc], BinderOutput]:
+    """BINDER: score every candidate span of each doc against every entity
+    type, with a text-dependent "no entity" anchor per segment and type.
+
+    text_encoder (Model[List[Doc], List[Floats2d]]): one vector per token,
+        e.g. a TransformerListener with pooling, or a Tok2Vec.
+    type_encoder (Model[List[str], Floats2d]): one vector per type, from the
+        type descriptions in label order.
+    projection_size (int): size of the shared unit-sphere space.
+    width_embedding_size (int): size of the span-width embedding.
+    dropout (float): dropout rate in the projection heads.
+    """
+    for setting, value in (
+        ("projection_size", projection_size),
+        ("width_embedding_size", width_embedding_size),
+    ):
+        if value < 1:
+            raise ValueError(f"BinderModel {setting} must be >= 1, got {value}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"BinderModel dropout must be in [0, 1), got {dropout}.")
+    head = PyTorchWrapper_v3(
+        torch.nn.Module(),  # replaced by a BinderHead once the widths are known
+        convert_inputs=_convert_head_inputs,
+        convert_outputs=_convert_head_outputs,
+        serialize_model=serialize_head,
+        deserialize_model=deserialize_head,
+    )
+    return Model(
+        "binder",
+        binder_forward,
+        init=binder_init,
+        layers=[text_encoder, type_encoder, head],
+        refs={"text_encoder": text_encoder, "type_encoder": type_encoder, "head": head},
+        attrs={
+            "projection_size": projection_size,
+            "width_embedding_size": width_embedding_size,
+            "dropout": dropout,
+            # set by the component
+            "max_span_width": None,
+            "descriptions": [],
+            "type_vector_cache": TypeVectorCache(),
+        },
+    )
+
+
+def get_head(model: Model) -> Optional[BinderHead]:
+    """The torch head, or None before the model is initialized."""
+    module = model.get_ref("head").shims[0]._model
+    return module if isinstance(module, BinderHead) else None
+
+
+def binder_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
+    text_encoder = model.get_ref("text_encoder")
+    type_encoder = model.get_ref("type_encoder")
+    descriptions = model.attrs["descriptions"]
+    if not descriptions:
+        raise ValueError("The BINDER model needs at least one entity type.")
+    docs = [doc for doc in (X or []) if len(doc)]
+    if not docs:
+        raise ValueError(
+            "The BINDER model needs sample docs with at least one token to "
+            "infer the width of its text encoder."
+        )
+    text_encoder.initialize(X=docs)
+    text_width = text_encoder.predict(docs[:1])[0].shape[1]
+    type_encoder.initialize(X=descriptions)
+    type_width = type_encoder.predict(descriptions).shape[1]
+    head_wrapper = model.get_ref("head")
+    module = BinderHead(
+        text_width,
+        type_width,
+        projection_size=model.attrs["projection_size"],
+        max_span_width=model.attrs["max_span_width"],
+        width_embedding_size=model.attrs["width_embedding_size"],
+        dropout=model.attrs["dropout"],
+    )
+    head_wrapper.shims[0]._model = module.to(head_wrapper.shims[0].device)
+    model.attrs["type_vector_cache"].clear()
+
+
+def _type_vectors(model: Model, is_train: bool) -> Tuple[Floats2d, Callable]:
+    type_encoder = model.get_ref("type_encoder")
+    descriptions = model.attrs["descriptions"]
+    if is_train:
+        return type_encoder(descriptions, is_train=True)
+    cache = model.attrs["type_vector_cache"]
+    key = tuple(descriptions)
+    if cache.key != key or cache.vectors is None:
+        cache.vectors = type_encoder.predict(descriptions)
+        cache.key = key
+    return cache.vectors, lambda d_vectors: descriptions
+
+
+def binder_forward(
+    model: Model, docs: List[Doc], is_train: bool
+) -> Tuple[BinderOutput, Callable]:
+    head_module = get_head(model)
+    if head_module is None:
+        raise ValueError(
+            "The BINDER model is not initialized. Call nlp.initialize() (or "
+            "train the pipeline) before using binder_ner."
+        )
+    max_span_width = model.attrs["max_span_width"]
+    if max_span_width > head_module.max_span_width:
+        raise ValueError(
+            f"binder_ner is set to max_span_width={max_span_width}, but its "
+            f"weights were trained for at most {head_module.max_span_width} "
+            "tokens. Use a value <= that, or retrain."
+        )
+    candidates = enumerate_candidates(docs, max_span_width)
+    token_vectors, backprop_text = model.get_ref("text_encoder")(docs, is_train)
+    for doc, vectors in zip(docs, token_vectors):
+        if vectors.shape[0] != len(doc):
+            raise ValueError(
+                f"The text encoder returned {vectors.shape[0]} vectors for a doc "
+                f"of {len(doc)} tokens; binder_ner needs one vector per token."
+            )
+    type_vectors, backprop_types = _type_vectors(model, is_train)
+    tokens = model.ops.xp.concatenate(token_vectors, axis=0)
+    head_inputs = (
+        tokens,
+        type_vectors,
+        candidates.span_starts,
+        candidates.span_ends,
+        candidates.token_segments,
+        candidates.n_segments,
+    )
+    scores, backprop_head = model.get_ref("head")(head_inputs, is_train)
+    lengths = [len(doc) for doc in docs]
+
+    def backprop(d_output: BinderOutput) -> List[Doc]:
+        d_tokens, d_types = backprop_head(d_output.scores)
+        backprop_types(d_types)
+        d_token_vectors = []
+        start = 0
+        for length in lengths:
+            d_token_vectors.append(d_tokens[start : start + length])
+            start += length
+        backprop_text(d_token_vectors)
+        return docs
+
+    return BinderOutput(candidates=candidates, scores=scores), backprop
+
+
+def _convert_head_inputs(
+    model: Model, inputs: Tuple[Any, ...], is_train: bool
+) -> Tuple[ArgsKwargs, Callable]:
+    tokens, type_vectors, starts, ends, segments, n_segments = inputs
+    device = model.shims[0].device
+
+    def as_index(array) -> torch.Tensor:
+        return xp2torch(model.ops.asarray(array), device=device).long()
+
+    args = (
+        xp2torch(tokens, requires_grad=is_train, device=device),
+        xp2torch(type_vectors, requires_grad=is_train, device=device),
+        as_index(starts),
+        as_index(ends),
+        as_index(segments),
+        n_segments,
+    )
+
+    def convert_grads(d_args: ArgsKwargs) -> Tuple[Floats2d, Floats2d]:
+        d_tokens, d_types = d_args.args[:2]
+        return (
+            torch2xp(d_tokens, ops=model.ops)
+            if d_tokens is not None
+            else model.ops.alloc2f(*tokens.shape),
+            torch2xp(d_types, ops=model.ops)
+            if d_types is not None
+            else model.ops.alloc2f(*type_vectors.shape),
+        )
+
+    return ArgsKwargs(args=args, kwargs={}), convert_grads
+
+
+def _convert_head_outputs(
+    model: Model, inputs_outputs: Tuple[Any, Any], is_train: bool
+) -> Tuple[BinderScores, Callable]:
+    _, outputs = inputs_outputs
+    scores = BinderScores(*(torch2xp(t.detach(), ops=model.ops) for t in outputs))
+    device = model.shims[0].device
+
+    def convert_grads(d_scores: BinderScores) -> ArgsKwargs:
+        return ArgsKwargs(
+            args=(list(outputs),),
+            kwargs={"grad_tensors": [xp2torch(d, device=device) for d in d_scores]},
+        )
+
+    return scores, convert_grads
+
+
+def serialize_head(module: torch.nn.Module) -> bytes:
+    """The head's constructor settings plus its weights, so a saved pipeline
+    rebuilds it without the sample data that sized it."""
+    weights = BytesIO()
+    torch.save(module.state_dict(), weights)
+    config = module.config if isinstance(module, BinderHead) else None
+    return srsly.msgpack_dumps({"config": config, "state": weights.getvalue()})
+
+
+def deserialize_head(
+    module: torch.nn.Module, data: bytes, device: "torch.device"
+) -> torch.nn.Module:
+    msg = srsly.msgpack_loads(data)
+    if msg["config"] is None:
+        return module
+    head = BinderHead(**msg["config"])
+    state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
+    head.load_state_dict(state)
+    return head.to(device)

@@ -1,0 +1,218 @@
+"""Candidate spans, gold alignment and decoding, vectorised with NumPy.
+
+All positions are *global* token indices into the batch (the tokens of all
+docs concatenated), which is how the torch head sees them. Every candidate
+lies inside one segment: a sentence when the doc has sentence boundaries,
+else the whole doc. A token starts at most `max_span_width` candidates, so
+their number is linear in the number of tokens.
+"""
+from collections import Counter
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+
+@dataclass
+class CandidateBatch:
+    """Token, segment and candidate-span layout of a batch of docs.
+
+    doc_offsets (ndarray[n_docs + 1]): first global token of each doc.
+    token_segments (ndarray[n_tokens]): segment index of each token.
+    n_segments (int): number of segments in the batch.
+    span_starts (ndarray[n_candidates]): first token of each candidate.
+    span_ends (ndarray[n_candidates]): last token of each candidate (inclusive).
+    span_offsets (ndarray[n_tokens + 1]): index of the first candidate that
+        starts at each token (candidates are ordered by start, then width).
+    """
+
+    doc_offsets: numpy.ndarray
+    token_segments: numpy.ndarray
+    n_segments: int
+    span_starts: numpy.ndarray
+    span_ends: numpy.ndarray
+    span_offsets: numpy.ndarray
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.doc_offsets[-1])
+
+    @property
+    def span_segments(self) -> numpy.ndarray:
+        return self.token_segments[self.span_starts]
+
+    def span_docs(self, starts: numpy.ndarray) -> numpy.ndarray:
+        """Doc index of each global token position in `starts`."""
+        return numpy.searchsorted(self.doc_offsets, starts, side="right") - 1
+
+
+def segment_lengths(doc: Doc) -> List[int]:
+    """Lengths of the segments of a doc: its sentences when sentence
+    boundaries are set, else the whole doc (nothing for an empty doc)."""
+    if len(doc) == 0:
+        return []
+    if doc.has_annotation("SENT_START"):
+        return [len(sent) for sent in doc.sents]
+    return [len(doc)]
+
+
+def enumerate_candidates(docs: Sequence[Doc], max_span_width: int) -> CandidateBatch:
+    """Every span of at most `max_span_width` tokens inside one segment.
+
+    A segment of L tokens yields sum(min(max_span_width, L - i) for i < L)
+    candidates, never more than L * max_span_width.
+    """
+    if max_span_width < 1:
+        raise ValueError(f"max_span_width must be >= 1, got {max_span_width}.")
+    doc_lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
+    doc_offsets = numpy.concatenate([[0], numpy.cumsum(doc_lengths)]).astype("int64")
+    seg_lengths = numpy.asarray(
+        [n for doc in docs for n in segment_lengths(doc)], dtype="int64"
+    )
+    n_tokens = int(doc_offsets[-1])
+    token_segments = numpy.repeat(numpy.arange(len(seg_lengths)), seg_lengths)
+    segment_ends = numpy.cumsum(seg_lengths)  # exclusive, global
+    tokens = numpy.arange(n_tokens, dtype="int64")
+    spans_per_token = numpy.minimum(
+        max_span_width, segment_ends[token_segments] - tokens
+    )
+    span_offsets = numpy.concatenate([[0], numpy.cumsum(spans_per_token)])
+    span_starts = numpy.repeat(tokens, spans_per_token)
+    widths = numpy.arange(len(span_starts), dtype="int64") - span_offsets[span_starts]
+    return CandidateBatch(
+        doc_offsets=doc_offsets,
+        token_segments=token_segments.astype("int64"),
+        n_segments=len(seg_lengths),
+        span_starts=span_starts,
+        span_ends=span_starts + widths,
+        span_offsets=span_offsets.astype("int64"),
+    )
+
+
+def get_gold_spans(doc: Doc, spans_key: str) -> Iterable[Span]:
+    """The gold mentions of a reference doc: `doc.spans[spans_key]` when the
+    key is present, else `doc.ents`."""
+    if spans_key in doc.spans:
+        return doc.spans[spans_key]
+    return doc.ents
+
+
+@dataclass
+class GoldAlignment:
+    """Gold mentions of a batch as (candidate, type) pairs, and what had to
+    be left out, counted per reason and label."""
+
+    spans: numpy.ndarray
+    types: numpy.ndarray
+    skipped: Dict[str, Counter]
+
+
+SKIP_MISALIGNED = "do not align with the predicted tokens"
+SKIP_TOO_LONG = "are longer than max_span_width"
+SKIP_CROSSES_SEGMENT = "cross a sentence boundary"
+SKIP_UNKNOWN_LABEL = "have a label the component does not know"
+
+
+def align_gold(
+    examples: Sequence[Example],
+    batch: CandidateBatch,
+    label_index: Dict[str, int],
+    spans_key: str,
+    max_span_width: int,
+) -> GoldAlignment:
+    """Map the gold mentions of each example onto candidate indices."""
+    skipped: Dict[str, Counter] = {
+        reason: Counter()
+        for reason in (
+            SKIP_MISALIGNED,
+            SKIP_TOO_LONG,
+            SKIP_CROSSES_SEGMENT,
+            SKIP_UNKNOWN_LABEL,
+        )
+    }
+    starts: List[int] = []
+    ends: List[int] = []
+    types: List[int] = []
+    for i, eg in enumerate(examples):
+        gold = list(get_gold_spans(eg.reference, spans_key))
+        aligned = eg.get_aligned_spans_y2x(gold, allow_overlap=True)
+        skipped[SKIP_MISALIGNED].update(
+            Counter(s.label_ for s in gold) - Counter(s.label_ for s in aligned)
+        )
+        offset = int(batch.doc_offsets[i])
+        for span in aligned:
+            if span.label_ not in label_index:
+                skipped[SKIP_UNKNOWN_LABEL][span.label_] += 1
+            elif len(span) > max_span_width:
+                skipped[SKIP_TOO_LONG][span.label_] += 1
+            elif (
+                batch.token_segments[offset + span.start]
+                != batch.token_segments[offset + span.end - 1]
+            ):
+                skipped[SKIP_CROSSES_SEGMENT][span.label_] += 1
+            else:
+                starts.append(offset + span.start)
+                ends.append(offset + span.end - 1)
+                types.append(label_index[span.label_])
+    start_arr = numpy.asarray(starts, dtype="int64")
+    candidates = batch.span_offsets[start_arr] + (
+        numpy.asarray(ends, dtype="int64") - start_arr
+    )
+    # A mention annotated twice is one gold (candidate, type) pair.
+    pairs = numpy.unique(
+        numpy.stack([candidates, numpy.asarray(types, dtype="int64")], axis=1),
+        axis=0,
+    ).reshape(-1, 2)
+    return GoldAlignment(spans=pairs[:, 0], types=pairs[:, 1], skipped=skipped)
+
+
+def decode_spans(
+    batch: CandidateBatch,
+    span_scores: numpy.ndarray,
+    anchor_span_scores: numpy.ndarray,
+    threshold_offset: float,
+) -> List[List[Tuple[int, int, int, float]]]:
+    """Predicted (start, end_exclusive, type, score) per doc, doc-local.
+
+    A candidate is predicted for a type when its span score beats the anchor
+    score of its segment for that type by more than `threshold_offset`. Its
+    score is sigmoid(span score - anchor score): the probability, under the
+    two-way softmax BINDER trains, that the span beats "no entity here".
+    """
+    n_docs = len(batch.doc_offsets) - 1
+    margins = span_scores - anchor_span_scores[batch.span_segments]
+    rows, types = numpy.nonzero(margins > threshold_offset)
+    scores = 1.0 / (1.0 + numpy.exp(-margins[rows, types].astype("float64")))
+    starts = batch.span_starts[rows]
+    doc_ids = batch.span_docs(starts)
+    local_starts = starts - batch.doc_offsets[doc_ids]
+    local_ends = batch.span_ends[rows] - batch.doc_offsets[doc_ids] + 1
+    # ordered by doc, start, end, type
+    order = numpy.lexsort((types, local_ends, local_starts, doc_ids))
+    result: List[List[Tuple[int, int, int, float]]] = [[] for _ in range(n_docs)]
+    for k in order:
+        result[doc_ids[k]].append(
+            (int(local_starts[k]), int(local_ends[k]), int(types[k]), float(scores[k]))
+        )
+    return result
+
+
+def greedy_flat(
+    spans: Sequence[Tuple[int, int, int, float]], doc_length: Optional[int] = None
+) -> List[int]:
+    """Indices of a non-overlapping subset of `spans`, chosen greedily by
+    descending score (ties: earlier start, then shorter span, then type)."""
+    if not spans:
+        return []
+    length = doc_length if doc_length is not None else max(s[1] for s in spans)
+    taken = numpy.zeros((length,), dtype=bool)
+    order = sorted(range(len(spans)), key=lambda k: (-spans[k][3], spans[k][:3]))
+    accepted = []
+    for k in order:
+        start, end = spans[k][0], spans[k][1]
+        if not taken[start:end].any():
+            taken[start:end] = True
+            accepted.append(k)
+    return sorted(accepted)

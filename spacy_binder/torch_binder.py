@@ -1,0 +1,312 @@
+"""The BINDER scoring head and its contrastive losses, in plain PyTorch.
+
+Nothing here knows about spaCy or thinc: tensors in, tensors out. The thinc
+wrapper in `model.py` feeds the head one flat batch (all tokens of all docs
+concatenated) plus integer index arrays describing the candidate spans and the
+segments (sentences or whole docs) they live in, so all work is vectorised and
+grows linearly with the number of tokens.
+"""
+import math
+from dataclasses import dataclass
+from typing import Dict, NamedTuple, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+# Order of the three score levels in `anchor_scores[:, level, :]`.
+START, END, SPAN = 0, 1, 2
+LEVELS = ("start", "end", "span")
+
+
+class BinderScores(NamedTuple):
+    """Raw (scaled cosine) scores of one batch.
+
+    start (Tensor[n_tokens, n_types]): token-as-start scores.
+    end (Tensor[n_tokens, n_types]): token-as-end scores.
+    span (Tensor[n_candidates, n_types]): candidate span scores.
+    anchor (Tensor[n_segments, 3, n_types]): threshold ("no entity here")
+        scores per segment for the start, end and span level.
+    """
+
+    start: Tensor
+    end: Tensor
+    span: Tensor
+    anchor: Tensor
+
+
+class NormalizedProjection(nn.Module):
+    """Linear layer, dropout, then L2 normalisation to unit length."""
+
+    def __init__(self, n_in: int, n_out: int, dropout: float, bias: bool = True):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return F.normalize(self.dropout(self.linear(inputs)), dim=-1)
+
+
+class BinderHead(nn.Module):
+    """Bi-encoder scoring head of BINDER (Zhang et al., ICLR 2023).
+
+    text_width (int): width of the contextual token vectors.
+    type_width (int): width of the entity type vectors.
+    projection_size (int): size D of the shared unit-sphere space.
+    max_span_width (int): longest candidate span, in tokens.
+    width_embedding_size (int): size of the learned span-width embedding.
+    dropout (float): dropout after every projection.
+    init_temperature (float): scores are `exp(a) * cosine` with `a`
+        initialised to log(1 / init_temperature).
+    """
+
+    def __init__(
+        self,
+        text_width: int,
+        type_width: int,
+        *,
+        projection_size: int = 128,
+        max_span_width: int = 30,
+        width_embedding_size: int = 128,
+        dropout: float = 0.1,
+        init_temperature: float = 0.07,
+    ):
+        super().__init__()
+        self.config = {
+            "text_width": text_width,
+            "type_width": type_width,
+            "projection_size": projection_size,
+            "max_span_width": max_span_width,
+            "width_embedding_size": width_embedding_size,
+            "dropout": dropout,
+            "init_temperature": init_temperature,
+        }
+        D = projection_size
+        self.text_start = NormalizedProjection(text_width, D, dropout)
+        self.text_end = NormalizedProjection(text_width, D, dropout)
+        # W_r [h_i; h_j; w] is computed as W_a h_i + W_b h_j + W_c w, so no
+        # (n_candidates x 2 * text_width) matrix is ever built.
+        self.span_start = nn.Linear(text_width, D)
+        self.span_end = nn.Linear(text_width, D, bias=False)
+        self.span_width = nn.Linear(width_embedding_size, D, bias=False)
+        self.width_embedding = nn.Embedding(max_span_width, width_embedding_size)
+        self.span_dropout = nn.Dropout(dropout)
+        self.type_start = NormalizedProjection(type_width, D, dropout)
+        self.type_end = NormalizedProjection(type_width, D, dropout)
+        self.type_span = NormalizedProjection(type_width, D, dropout)
+        # The "no entity here" anchors: a pooled segment vector through heads
+        # of their own, so the threshold depends on the text and on the type.
+        self.anchor_start = NormalizedProjection(text_width, D, dropout)
+        self.anchor_end = NormalizedProjection(text_width, D, dropout)
+        self.anchor_span = NormalizedProjection(text_width, D, dropout)
+        self.log_scales = nn.Parameter(
+            torch.full((3,), math.log(1.0 / init_temperature))
+        )
+
+    @property
+    def max_span_width(self) -> int:
+        return self.width_embedding.num_embeddings
+
+    def forward(
+        self,
+        tokens: Tensor,
+        type_vectors: Tensor,
+        span_starts: Tensor,
+        span_ends: Tensor,
+        token_segments: Tensor,
+        n_segments: int,
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Score every token, candidate span and segment anchor against
+        every type.
+
+        tokens (Tensor[n_tokens, text_width]): token vectors of the batch.
+        type_vectors (Tensor[n_types, type_width]): one vector per type.
+        span_starts (Tensor[n_candidates]): first token of each candidate.
+        span_ends (Tensor[n_candidates]): last token (inclusive).
+        token_segments (Tensor[n_tokens]): segment index of each token.
+        n_segments (int): number of segments in the batch.
+        RETURNS (Tuple[Tensor, ...]): the fields of `BinderScores`.
+        """
+        widths = span_ends - span_starts
+        if widths.numel() and int(widths.max()) >= self.max_span_width:
+            raise ValueError(
+                f"A candidate span is {int(widths.max()) + 1} tokens long, but "
+                f"the head was built for at most {self.max_span_width}."
+            )
+        scales = self.log_scales.exp()
+        type_start = self.type_start(type_vectors)
+        type_end = self.type_end(type_vectors)
+        type_span = self.type_span(type_vectors)
+
+        start = scales[START] * self.text_start(tokens) @ type_start.T
+        end = scales[END] * self.text_end(tokens) @ type_end.T
+        span_vectors = (
+            self.span_start(tokens)[span_starts]
+            + self.span_end(tokens)[span_ends]
+            + self.span_width(self.width_embedding(widths))
+        )
+        span_vectors = F.normalize(self.span_dropout(span_vectors), dim=-1)
+        span = scales[SPAN] * span_vectors @ type_span.T
+
+        pooled = segment_mean(tokens, token_segments, n_segments)
+        anchor = torch.stack(
+            [
+                scales[START] * self.anchor_start(pooled) @ type_start.T,
+                scales[END] * self.anchor_end(pooled) @ type_end.T,
+                scales[SPAN] * self.anchor_span(pooled) @ type_span.T,
+            ],
+            dim=1,
+        )
+        return start, end, span, anchor
+
+
+def segment_mean(values: Tensor, segments: Tensor, n_segments: int) -> Tensor:
+    """Mean of the rows of `values` per segment (zeros for empty segments)."""
+    sums = values.new_zeros((n_segments, values.shape[1]))
+    sums = sums.index_add(0, segments, values)
+    counts = values.new_zeros((n_segments,)).index_add(
+        0, segments, values.new_ones((values.shape[0],))
+    )
+    return sums / counts.clamp(min=1.0).unsqueeze(1)
+
+
+def segment_logsumexp(scores: Tensor, segments: Tensor, n_segments: int) -> Tensor:
+    """Log-sum-exp of the rows of `scores` per segment, column by column.
+
+    scores (Tensor[n, k]): may hold -inf for masked entries.
+    segments (Tensor[n]): segment index of each row.
+    RETURNS (Tensor[n_segments, k]): -inf where a segment has no finite entry,
+        with a zero (not NaN) gradient there.
+    """
+    k = scores.shape[1]
+    index = segments.unsqueeze(1).expand(-1, k)
+    neg_inf = scores.new_full((n_segments, k), float("-inf"))
+    maxima = neg_inf.scatter_reduce(0, index, scores.detach(), "amax")
+    finite = torch.isfinite(maxima)
+    safe_max = torch.where(finite, maxima, torch.zeros_like(maxima))
+    exps = torch.exp(scores - safe_max[segments])
+    sums = scores.new_zeros((n_segments, k)).index_add(0, segments, exps)
+    safe_sums = torch.where(finite, sums, torch.ones_like(sums))
+    return torch.where(finite, safe_max + safe_sums.log(), neg_inf)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the BINDER loss terms.
+
+    total = gold * (start * L_start + end * L_end + span * L_span)_gold
+          + threshold * (...)_threshold
+    """
+
+    gold: float = 0.5
+    threshold: float = 0.5
+    start: float = 0.2
+    end: float = 0.2
+    span: float = 0.6
+
+    def __post_init__(self):
+        for name in ("gold", "threshold", "start", "end", "span"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"Loss weight '{name}' must be a finite number >= 0, got {value}."
+                )
+        if self.gold + self.threshold <= 0:
+            raise ValueError(
+                "The 'gold' and 'threshold' loss weights sum to zero, so nothing "
+                "would be trained. Give at least one of them a positive weight."
+            )
+        if self.start + self.end + self.span <= 0:
+            raise ValueError(
+                "The 'start', 'end' and 'span' loss weights sum to zero, so "
+                "nothing would be trained. Give at least one a positive weight."
+            )
+
+
+def contrastive_losses(
+    scores: Tensor,
+    anchors: Tensor,
+    segments: Tensor,
+    is_gold: Tensor,
+    gold_rows: Tensor,
+    gold_types: Tensor,
+) -> Tuple[Tensor, Tensor]:
+    """The two BINDER losses for one level (start, end or span).
+
+    Per (segment, type), the threshold loss is the softmax cross-entropy of
+    the anchor against all non-gold items of that type in the segment. Per
+    gold mention, the gold loss is the softmax cross-entropy of the gold item
+    against the anchor and the same non-gold items (other gold items of the
+    type are left out; gold items of other types stay negatives).
+
+    scores (Tensor[n, n_types]): item scores (tokens or candidate spans).
+    anchors (Tensor[n_segments, n_types]): anchor score per segment and type.
+    segments (Tensor[n]): segment index of each item.
+    is_gold (Tensor[n, n_types]): True where the item is gold for the type.
+    gold_rows (Tensor[n_gold]): item index of each gold mention.
+    gold_types (Tensor[n_gold]): type index of each gold mention.
+    RETURNS (Tuple[Tensor, Tensor]): mean gold loss (0 without gold mentions)
+        and mean threshold loss over all (segment, type) rows.
+    """
+    negatives = scores.masked_fill(is_gold, float("-inf"))
+    negatives_lse = segment_logsumexp(negatives, segments, anchors.shape[0])
+    # log-sum-exp over the anchor and the negatives, per (segment, type)
+    denominator = torch.logaddexp(anchors, negatives_lse)
+    threshold_loss = (
+        (denominator - anchors).mean() if anchors.numel() else scores.sum() * 0.0
+    )
+    if gold_rows.numel():
+        gold_scores = scores[gold_rows, gold_types]
+        gold_denominator = torch.logaddexp(
+            gold_scores, denominator[segments[gold_rows], gold_types]
+        )
+        gold_loss = (gold_denominator - gold_scores).mean()
+    else:
+        gold_loss = scores.sum() * 0.0
+    return gold_loss, threshold_loss
+
+
+def binder_loss(
+    scores: BinderScores,
+    *,
+    token_segments: Tensor,
+    span_starts: Tensor,
+    span_ends: Tensor,
+    span_segments: Tensor,
+    gold_spans: Tensor,
+    gold_types: Tensor,
+    weights: LossWeights,
+) -> Tuple[Tensor, Dict[str, float]]:
+    """The full BINDER training loss of a batch.
+
+    gold_spans (Tensor[n_gold]): candidate index of each gold mention
+        (unique (candidate, type) pairs).
+    gold_types (Tensor[n_gold]): type index of each gold mention.
+    RETURNS (Tuple[Tensor, Dict[str, float]]): the scalar loss and its parts.
+    """
+    n_types = scores.span.shape[1]
+    gold_starts = span_starts[gold_spans]
+    gold_ends = span_ends[gold_spans]
+    parts: Dict[str, float] = {}
+    total = scores.span.new_zeros(())
+    levels = (
+        (START, scores.start, token_segments, gold_starts, weights.start),
+        (END, scores.end, token_segments, gold_ends, weights.end),
+        (SPAN, scores.span, span_segments, gold_spans, weights.span),
+    )
+    for level, level_scores, segments, rows, level_weight in levels:
+        is_gold = torch.zeros(
+            (level_scores.shape[0], n_types),
+            dtype=torch.bool,
+            device=level_scores.device,
+        )
+        is_gold[rows, gold_types] = True
+        gold_loss, threshold_loss = contrastive_losses(
+            level_scores, scores.anchor[:, level], segments, is_gold, rows, gold_types
+        )
+        total = total + level_weight * (
+            weights.gold * gold_loss + weights.threshold * threshold_loss
+        )
+        parts[f"gold_{LEVELS[level]}"] = float(gold_loss.detach())
+        parts[f"threshold_{LEVELS[level]}"] = float(threshold_loss.detach())
+    return total, parts

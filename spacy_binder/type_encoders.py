@@ -1,0 +1,177 @@
+"""Entity type encoders: `Model[List[str], Floats2d]`, one row per type.
+
+The input is the list of type descriptions in label order. The description
+encoder reads them with a transformer of its own; the label embedding
+ignores their text and learns one vector per position (label).
+"""
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy.vocab import Vocab
+from spacy_transformers.data_classes import FullTransformerBatch
+from spacy_transformers.layers import TransformerModel
+from spacy_transformers.span_getters import get_doc_spans
+from thinc.api import Model, glorot_uniform_init, torch2xp, xp2torch
+from thinc.types import Floats2d
+from transformers.modeling_outputs import BaseModelOutput
+
+
+@registry.architectures("spacy-binder.DescriptionEncoder.v1")
+def build_description_encoder(
+    name: Optional[str] = None,
+    *,
+    tokenizer_config: dict = {"use_fast": True},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+) -> Model[List[str], Floats2d]:
+    """Encode each type description with a transformer of its own and use
+    its first-token ([CLS]) vector as the type vector.
+
+    name (Optional[str]): Hugging Face model name or local folder. When None,
+        `binder_ner` copies the name of the transformer its text encoder
+        listens to, so both start from the same checkpoint.
+    tokenizer_config (dict): settings for the Hugging Face tokenizer.
+    transformer_config (dict): settings for the Hugging Face model.
+    mixed_precision (bool): run the transformer in mixed precision.
+    grad_scaler_config (dict): settings for the mixed-precision grad scaler.
+    """
+    transformer = TransformerModel(
+        name or "",
+        get_spans=get_doc_spans,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+    )
+    return Model(
+        "binder_description_encoder",
+        description_encoder_forward,
+        init=description_encoder_init,
+        layers=[transformer],
+        refs={"transformer": transformer},
+        dims={"nO": None},
+        attrs={"vocab": Vocab(), "reads_descriptions": True},
+    )
+
+
+def set_encoder_name(model: Model, name: str) -> None:
+    """Set the checkpoint a not yet initialized description encoder loads."""
+    model.get_ref("transformer").attrs["name"] = name
+
+
+def description_encoder_name(model: Model) -> str:
+    return model.get_ref("transformer").attrs["name"]
+
+
+def _descriptions_to_docs(model: Model, descriptions: List[str]) -> List[Doc]:
+    vocab = model.attrs["vocab"]
+    docs = []
+    for text in descriptions:
+        words = text.split()
+        docs.append(Doc(vocab, words=words, spaces=[True] * (len(words) - 1) + [False]))
+    return docs
+
+
+def check_description_lengths(model: Model, descriptions: List[str]) -> None:
+    """Raise if a description would be truncated by the transformer."""
+    tokenizer = model.get_ref("transformer").tokenizer
+    limit = tokenizer.model_max_length
+    for text in descriptions:
+        n_pieces = len(tokenizer(text)["input_ids"])
+        if n_pieces > limit:
+            raise ValueError(
+                f"The type description '{text[:60]}...' is {n_pieces} word pieces "
+                f"long, but the description encoder reads at most {limit}. "
+                "Shorten it: one or two sentences are enough."
+            )
+
+
+def description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None):
+    transformer = model.get_ref("transformer")
+    if not transformer.attrs["name"] and not transformer.attrs["has_transformer"]:
+        raise ValueError(
+            "The description encoder has no model name. Set `name` in the "
+            "config block of spacy-binder.DescriptionEncoder.v1 (a Hugging Face "
+            "model name or a local folder), or let binder_ner listen to a "
+            "transformer component whose name it can copy."
+        )
+    transformer.initialize()
+    model.set_dim("nO", transformer.get_dim("nO"))
+    if X is not None:
+        check_description_lengths(model, X)
+
+
+def description_encoder_forward(
+    model: Model, descriptions: List[str], is_train: bool
+) -> Tuple[Floats2d, Callable]:
+    transformer = model.get_ref("transformer")
+    output, backprop_transformer = transformer(
+        _descriptions_to_docs(model, descriptions), is_train
+    )
+    hidden = output.model_output.last_hidden_state
+    vectors = torch2xp(hidden[:, 0, :].detach(), ops=model.ops)
+
+    def backprop(d_vectors: Floats2d) -> List[str]:
+        d_hidden = torch.zeros_like(hidden)
+        d_hidden[:, 0, :] = xp2torch(d_vectors, device=hidden.device)
+        backprop_transformer(
+            FullTransformerBatch(
+                spans=output.spans,
+                wordpieces=output.wordpieces,
+                model_output=BaseModelOutput(last_hidden_state=d_hidden),
+                align=output.align,
+            )
+        )
+        return descriptions
+
+    return vectors, backprop
+
+
+@registry.architectures("spacy-binder.LabelEmbeddingEncoder.v1")
+def build_label_embedding_encoder(width: int = 128) -> Model[List[str], Floats2d]:
+    """One learned vector per label, no description: a light type encoder
+    for pipelines without a transformer, and an ablation of descriptions.
+
+    width (int): size of each label vector.
+    """
+    if width < 1:
+        raise ValueError(f"LabelEmbeddingEncoder width must be >= 1, got {width}.")
+    return Model(
+        "binder_label_embedding",
+        label_embedding_forward,
+        init=label_embedding_init,
+        dims={"nO": width, "nV": None},
+        params={"E": None},
+        attrs={"reads_descriptions": False},
+    )
+
+
+def label_embedding_init(model: Model, X: Optional[List[str]] = None, Y=None):
+    if X is None:
+        raise ValueError("The label embedding needs the labels to initialize.")
+    model.set_dim("nV", len(X), force=True)
+    table = model.ops.alloc2f(len(X), model.get_dim("nO"))
+    model.set_param("E", glorot_uniform_init(model.ops, table.shape))
+
+
+def label_embedding_forward(
+    model: Model, labels: List[str], is_train: bool
+) -> Tuple[Floats2d, Callable]:
+    n_labels = model.get_dim("nV")
+    if len(labels) != n_labels:
+        raise ValueError(
+            f"The label embedding was initialized for {n_labels} labels but got "
+            f"{len(labels)}. A label embedding cannot learn labels added after "
+            "training; use spacy-binder.DescriptionEncoder.v1 to add types "
+            "with a description, or retrain."
+        )
+    table = model.get_param("E")
+
+    def backprop(d_table: Floats2d) -> List[str]:
+        model.inc_grad("E", d_table)
+        return labels
+
+    return model.ops.xp.array(table, copy=True), backprop

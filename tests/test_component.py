@@ -1,0 +1,261 @@
+"""The binder_ner component: construction, settings, odd docs, labels,
+descriptions and serialization."""
+import warnings
+
+import numpy
+import pytest
+import spacy
+import srsly
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from spacy_binder import BinderNER
+from util import DESCRIPTIONS, NESTED_DATA, cnn_pipeline, make_examples, span_tuples, train
+from util import transformer_pipeline, update
+
+
+@pytest.fixture(scope="module")
+def trained_cnn():
+    nlp = cnn_pipeline()
+    train(nlp, make_examples(nlp, NESTED_DATA), 40)
+    return nlp
+
+
+def assert_valid_output(doc, key="sc"):
+    group = doc.spans[key]
+    scores = group.attrs["scores"]
+    assert len(scores) == len(group)
+    assert all(0.0 < s < 1.0 for s in scores)
+    keys = [(s.start, s.end, s.label_) for s in group]
+    assert keys == sorted(keys)
+    assert all(0 <= s.start < s.end <= len(doc) for s in group)
+    ents = list(doc.ents)
+    for a, b in zip(ents, ents[1:]):
+        assert a.end <= b.start
+
+
+def test_add_pipe_defaults():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer")
+    binder = nlp.add_pipe("binder_ner")
+    assert isinstance(binder, BinderNER)
+    cfg = nlp.config["components"]["binder_ner"]
+    assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30
+    assert cfg["threshold_offset"] == 0.0 and cfg["set_ents"] and cfg["set_spans"]
+    assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
+    assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.DescriptionEncoder.v1"
+    assert cfg["loss"] == {
+        "@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.5, "threshold_weight": 0.5,
+        "start_weight": 0.2, "end_weight": 0.2, "span_weight": 0.6,
+    }  # the weights of the paper
+    weights = nlp.config["training"]["score_weights"]
+    assert weights["spans_sc_f"] > 0
+    # the transformer found the listener inside the BINDER model
+    assert "binder_ner" in nlp.get_pipe("transformer").listener_map
+    assert binder.labels == ()
+
+
+def test_not_initialized_error():
+    nlp = cnn_pipeline()
+    with pytest.raises(ValueError, match="not initialized"):
+        nlp("Anna Berg lives in Oslo")
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"max_span_width": 0}, "max_span_width"),
+        ({"max_span_width": -3}, "max_span_width"),
+        ({"set_ents": False, "set_spans": False}, "both outputs"),
+        ({"spans_key": ""}, "spans_key"),
+        ({"loss": {"@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.0, "threshold_weight": 0.0}}, "sum to zero"),
+    ],
+)
+def test_bad_settings_fail_at_construction(config, message):
+    with pytest.raises(ValueError, match=message):
+        cnn_pipeline(**config)
+
+
+def test_bad_model_settings():
+    with pytest.raises(ValueError, match="projection_size"):
+        cnn_pipeline(model={
+            "@architectures": "spacy-binder.BinderModel.v1", "projection_size": 0,
+            "text_encoder": {"@architectures": "spacy.HashEmbedCNN.v2", "width": 8, "depth": 1,
+                             "embed_size": 50, "window_size": 1, "maxout_pieces": 2,
+                             "subword_features": False, "pretrained_vectors": None},
+            "type_encoder": {"@architectures": "spacy-binder.LabelEmbeddingEncoder.v1"},
+        })
+
+
+def test_odd_docs(trained_cnn):
+    nlp = trained_cnn
+    docs = [
+        nlp.make_doc(""),
+        nlp.make_doc("Oslo"),
+        nlp.make_doc("   "),
+        nlp.make_doc("!!! ... ???"),
+        nlp.make_doc(" ".join(["Anna Berg went to the University of Paris ."] * 60)),
+    ]
+    docs = list(nlp.pipe(docs, batch_size=3))
+    for doc in docs:
+        assert_valid_output(doc)
+    assert len(docs[0].spans["sc"]) == 0 and docs[0].ents == ()
+    # a long doc: entities all the way to its end
+    long_doc = docs[-1]
+    assert len(long_doc) == 540
+    assert max(s.end for s in long_doc.spans["sc"]) >= 530
+
+
+def test_sentence_boundaries_limit_candidates(trained_cnn):
+    words = "Anna Berg went home . Paris is big".split()
+    doc = Doc(trained_cnn.vocab, words=words, sent_starts=[True, False, False, False, False, True, False, False])
+    doc = trained_cnn(doc)
+    assert_valid_output(doc)
+    for span in doc.spans["sc"]:
+        assert span.sent.start <= span.start and span.end <= span.sent.end
+
+
+def test_outputs_can_be_switched_off():
+    for setting, present in (("set_ents", "spans"), ("set_spans", "ents")):
+        nlp = cnn_pipeline(**{setting: False})
+        train(nlp, make_examples(nlp, NESTED_DATA), 30)
+        doc = nlp("the University of Paris hired Anna Berg")
+        if present == "spans":
+            assert len(doc.spans["sc"]) > 0 and doc.ents == ()
+            assert "ents_f" not in nlp.evaluate(make_examples(nlp, NESTED_DATA))
+        else:
+            assert "sc" not in doc.spans and len(doc.ents) > 0
+            assert "spans_sc_f" not in nlp.evaluate(make_examples(nlp, NESTED_DATA))
+
+
+def test_threshold_offset_trades_recall_for_precision(trained_cnn):
+    binder = trained_cnn.get_pipe("binder_ner")
+    text = "the University of Paris hired Anna Berg"
+    doc = trained_cnn(text)
+    base = span_tuples(doc)
+    scores = doc.spans["sc"].attrs["scores"].astype("float64")
+    margins = numpy.log(scores / (1 - scores))  # score = sigmoid(margin)
+    lowest, second = numpy.sort(margins)[:2]
+    try:
+        binder.threshold_offset = (lowest + second) / 2
+        strict = span_tuples(trained_cnn(text))
+        binder.threshold_offset = -50.0
+        loose = span_tuples(trained_cnn(text))
+    finally:
+        binder.threshold_offset = 0.0
+    assert strict == [span for span, m in zip(base, margins) if m > (lowest + second) / 2]
+    assert len(strict) == len(base) - 1
+    assert set(base) < set(loose)
+    # with a very low threshold every candidate of every type is predicted
+    n = len(doc)
+    assert len(loose) == sum(min(4, n - i) for i in range(n)) * len(binder.labels)
+
+
+def test_descriptions_dict_file_and_errors(tmp_path):
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, NESTED_DATA)
+    path = tmp_path / "descriptions.json"
+    srsly.write_json(path, DESCRIPTIONS)
+    binder = nlp.get_pipe("binder_ner")
+    binder.initialize(lambda: examples, nlp=nlp, descriptions=str(path))
+    assert binder.descriptions == DESCRIPTIONS
+    with pytest.raises(ValueError, match="'MISC'"):
+        binder.initialize(lambda: examples, nlp=nlp, descriptions={**DESCRIPTIONS, "MISC": "Other things."})
+    nlp = cnn_pipeline()
+    binder = nlp.get_pipe("binder_ner")
+    binder.initialize(lambda: examples, nlp=nlp, labels=["MISC"], descriptions={**DESCRIPTIONS, "MISC": "Other."})
+    assert binder.labels[0] == "MISC" and set(binder.labels) == {"MISC", "PER", "ORG", "LOC"}
+    assert binder.label_data == list(binder.labels)
+    with pytest.raises(ValueError, match="empty"):
+        binder.initialize(lambda: examples, nlp=nlp, descriptions={"PER": "  "})
+    with pytest.raises(ValueError, match="does not exist"):
+        binder.initialize(lambda: examples, nlp=nlp, descriptions=str(tmp_path / "nope.json"))
+
+
+def test_missing_descriptions_warn_for_description_encoder(tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path)
+    examples = make_examples(nlp, NESTED_DATA)
+    with pytest.warns(UserWarning, match=r"No description for 1 label\(s\) \['PER'\]"):
+        nlp.config["initialize"]["components"]["binder_ner"] = {
+            "descriptions": {"ORG": DESCRIPTIONS["ORG"], "LOC": DESCRIPTIONS["LOC"]}
+        }
+        nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("binder_ner").descriptions["PER"] == "PER"
+
+
+def test_no_entities_anywhere_is_an_error():
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, [("nothing here", [])])
+    with pytest.raises(ValueError, match="found no entity"):
+        nlp.initialize(lambda: examples)
+
+
+def test_unlearnable_gold_is_counted_per_label():
+    nlp = cnn_pipeline(max_span_width=2)
+    examples = make_examples(nlp, NESTED_DATA)  # ORG spans of 3 tokens, twice
+    with pytest.warns(UserWarning, match=r"3 are longer than max_span_width \(\{'ORG': 3\}\)"):
+        nlp.initialize(lambda: examples)
+
+
+def test_custom_spans_key(tmp_path):
+    nlp = cnn_pipeline(spans_key="nested")
+    examples = make_examples(nlp, NESTED_DATA, spans_key="nested")
+    with pytest.warns(UserWarning, match="spans_nested_f"):
+        train(nlp, examples, 40)
+    scores = nlp.evaluate(examples)
+    assert scores["spans_nested_f"] == 1.0 and "spans_sc_f" not in scores
+    assert "nested" in nlp("the University of Paris hired Anna Berg").spans
+
+
+def test_serialization_keeps_labels_descriptions_settings(trained_cnn):
+    nlp = trained_cnn
+    binder = nlp.get_pipe("binder_ner")
+    binder.cfg["descriptions"]["PER"] = "Somebody."
+    data = nlp.to_bytes()
+    nlp2 = cnn_pipeline()
+    nlp2.from_bytes(data)
+    binder2 = nlp2.get_pipe("binder_ner")
+    assert binder2.labels == binder.labels
+    assert binder2.descriptions["PER"] == "Somebody."
+    assert binder2.max_span_width == binder.max_span_width == 4
+    text = "Anna Berg Foundation gave money to Oslo"
+    assert span_tuples(nlp(text)) == span_tuples(nlp2(text))
+
+
+def test_load_time_override_of_settings_wins(trained_cnn, tmp_path):
+    trained_cnn.to_disk(tmp_path / "m")
+    nlp = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold_offset": 100.0}}})
+    assert nlp.get_pipe("binder_ner").threshold_offset == 100.0
+    assert len(nlp("the University of Paris hired Anna Berg").spans["sc"]) == 0
+    with pytest.raises(ValueError, match="at most 4"):
+        spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"max_span_width": 9}}})(
+            "Anna Berg"
+        )
+
+
+def test_type_vectors_are_cached_at_inference_and_dropped_on_update(trained_cnn):
+    nlp = trained_cnn
+    binder = nlp.get_pipe("binder_ner")
+    cache = binder.model.attrs["type_vector_cache"]
+    nlp("Anna Berg")
+    first = cache.vectors
+    assert first is not None and cache.key == tuple(binder.model.attrs["descriptions"])
+    nlp("Oslo")
+    assert cache.vectors is first  # reused, not recomputed
+    optimizer = nlp.resume_training()
+    update(nlp, make_examples(nlp, NESTED_DATA[:1]), optimizer)
+    assert cache.vectors is None
+
+
+def test_add_label_after_training(tiny_bert_path, trained_cnn):
+    with pytest.raises(ValueError, match="label embedding"):
+        trained_cnn.get_pipe("binder_ner").add_label("DATE")
+    nlp = transformer_pipeline(tiny_bert_path)
+    train(nlp, make_examples(nlp, NESTED_DATA), 5, descriptions=DESCRIPTIONS)
+    binder = nlp.get_pipe("binder_ner")
+    assert binder.add_label("DATE", description="A calendar date or a month.") == 1
+    assert binder.add_label("DATE") == 0
+    assert binder.descriptions["DATE"] == "A calendar date or a month."
+    binder.threshold_offset = -50.0
+    doc = nlp("Anna Berg left in May")
+    assert "DATE" in {s.label_ for s in doc.spans["sc"]}  # scored zero-shot from its description

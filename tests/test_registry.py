@@ -1,0 +1,46 @@
+"""Every registered name resolves through the installed package's entry points."""
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+REGISTERED = {
+    "spacy_factories": {"binder_ner": "spacy_binder.component:make_binder_ner"},
+    "spacy_architectures": {
+        "spacy-binder.BinderModel.v1": "spacy_binder.model:build_binder_model",
+        "spacy-binder.DescriptionEncoder.v1": "spacy_binder.type_encoders:build_description_encoder",
+        "spacy-binder.LabelEmbeddingEncoder.v1": "spacy_binder.type_encoders:build_label_embedding_encoder",
+    },
+    "spacy_scorers": {"spacy-binder.binder_scorer.v1": "spacy_binder.scorer:make_binder_scorer"},
+    "spacy_misc": {"spacy-binder.BinderLoss.v1": "spacy_binder.model:make_binder_loss"},
+}
+
+
+def test_entry_points_are_declared():
+    for group, names in REGISTERED.items():
+        declared = {ep.name: ep.value for ep in entry_points(group=group)}
+        for name, target in names.items():
+            assert declared.get(name) == target, (group, name)
+
+
+def test_names_resolve_in_a_fresh_process_without_importing_the_package():
+    """spaCy finds everything through entry points alone, as it does when
+    loading a config or a saved pipeline."""
+    script = """
+import sys, spacy
+from spacy.util import registry
+assert "spacy_binder" not in sys.modules
+for name in {architectures}:
+    assert callable(registry.architectures.get(name)), name
+assert callable(registry.scorers.get("spacy-binder.binder_scorer.v1")())
+weights = registry.misc.get("spacy-binder.BinderLoss.v1")()
+assert (weights.gold, weights.threshold, weights.span) == (0.5, 0.5, 0.6)
+nlp = spacy.blank("en")
+nlp.add_pipe("transformer")
+pipe = nlp.add_pipe("binder_ner")
+assert type(pipe).__name__ == "BinderNER"
+assert spacy.registry.factories.get("binder_ner") is not None
+print("ok")
+""".format(architectures=sorted(REGISTERED["spacy_architectures"]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")

@@ -1,0 +1,145 @@
+"""Candidate enumeration, gold alignment and decoding."""
+import numpy
+import pytest
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from spacy.vocab import Vocab
+
+from spacy_binder.spans import (
+    SKIP_CROSSES_SEGMENT,
+    SKIP_TOO_LONG,
+    align_gold,
+    decode_spans,
+    enumerate_candidates,
+    greedy_flat,
+)
+
+
+def make_doc(n, sent_starts=None):
+    words = [f"w{i}" for i in range(n)]
+    doc = Doc(Vocab(), words=words, sent_starts=sent_starts)
+    return doc
+
+
+def expected_count(length, width):
+    return sum(min(width, length - i) for i in range(length))
+
+
+@pytest.mark.parametrize("n,width", [(1, 1), (1, 30), (7, 3), (50, 8), (200, 30), (10, 10)])
+def test_candidate_count_is_exact_and_linear(n, width):
+    batch = enumerate_candidates([make_doc(n)], width)
+    count = len(batch.span_starts)
+    assert count <= n * width
+    # closed form: n*w - w(w-1)/2 when n >= w, else n(n+1)/2
+    closed = n * width - width * (width - 1) // 2 if n >= width else n * (n + 1) // 2
+    assert count == closed == expected_count(n, width)
+    # every candidate appears once and is a real span of at most `width` tokens
+    pairs = set(zip(batch.span_starts.tolist(), batch.span_ends.tolist()))
+    assert len(pairs) == count
+    assert pairs == {(i, j) for i in range(n) for j in range(i, min(n, i + width))}
+
+
+def test_candidates_stay_inside_sentences_and_docs():
+    docs = [
+        make_doc(6, sent_starts=[True, False, False, True, False, False]),
+        make_doc(0),
+        make_doc(4),  # no sentence boundaries: the whole doc is one segment
+    ]
+    batch = enumerate_candidates(docs, 5)
+    assert batch.n_segments == 3
+    assert batch.doc_offsets.tolist() == [0, 6, 6, 10]
+    assert batch.token_segments.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+    seg = batch.token_segments
+    assert (seg[batch.span_starts] == seg[batch.span_ends]).all()
+    assert len(batch.span_starts) == 2 * expected_count(3, 5) + expected_count(4, 5)
+    # span_offsets points at the first candidate of each start token
+    for token in range(10):
+        first = batch.span_offsets[token]
+        assert batch.span_starts[first] == token and batch.span_ends[first] == token
+
+
+def test_no_docs_and_invalid_width():
+    batch = enumerate_candidates([], 3)
+    assert batch.n_tokens == 0 and len(batch.span_starts) == 0
+    with pytest.raises(ValueError, match="max_span_width"):
+        enumerate_candidates([make_doc(3)], 0)
+
+
+def test_align_gold_maps_spans_and_counts_what_it_skips():
+    vocab = Vocab()
+    words = "a b c d e f g".split()
+    predicted = Doc(vocab, words=words)
+    reference = Doc(vocab, words=words, sent_starts=[True, False, False, False, True, False, False])
+    reference.spans["sc"] = [
+        Span(reference, 0, 2, "X"),
+        Span(reference, 1, 2, "Y"),
+        Span(reference, 0, 2, "X"),  # duplicate: one gold pair
+        Span(reference, 0, 5, "Y"),  # too long for width 3
+    ]
+    # predicted doc has sentence boundaries too, so a span across them is skipped
+    predicted_sents = Doc(vocab, words=words, sent_starts=[True, False, False, True, False, False, False])
+    eg = Example(predicted_sents, reference)
+    batch = enumerate_candidates([eg.predicted], 3)
+    gold = align_gold([eg], batch, {"X": 0, "Y": 1}, "sc", 3)
+    pairs = {(int(batch.span_starts[c]), int(batch.span_ends[c]), int(t)) for c, t in zip(gold.spans, gold.types)}
+    assert pairs == {(0, 1, 0), (1, 1, 1)}
+    assert gold.skipped[SKIP_TOO_LONG] == {"Y": 1}
+    reference.spans["sc"] = [Span(reference, 2, 4, "X")]  # crosses the predicted boundary at 3
+    gold = align_gold([Example(predicted_sents, reference)], batch, {"X": 0}, "sc", 3)
+    assert len(gold.spans) == 0 and gold.skipped[SKIP_CROSSES_SEGMENT] == {"X": 1}
+
+
+def test_align_gold_falls_back_to_ents():
+    vocab = Vocab()
+    doc = Doc(vocab, words="x y z".split())
+    ref = Doc(vocab, words="x y z".split(), ents=["B-A", "I-A", "O"])
+    batch = enumerate_candidates([doc], 2)
+    gold = align_gold([Example(doc, ref)], batch, {"A": 0}, "sc", 2)
+    assert [(batch.span_starts[c], batch.span_ends[c]) for c in gold.spans] == [(0, 1)]
+
+
+def test_decode_uses_anchor_and_offset():
+    batch = enumerate_candidates([make_doc(3)], 2)  # (0,0) (0,1) (1,1) (1,2) (2,2)
+    span_scores = numpy.array([[1.0], [3.0], [0.5], [2.5], [-1.0]])
+    anchor = numpy.array([[2.0]])
+    decoded = decode_spans(batch, span_scores, anchor, 0.0)
+    assert [(s, e, t) for s, e, t, _ in decoded[0]] == [(0, 2, 0), (1, 3, 0)]
+    scores = [score for *_, score in decoded[0]]
+    assert scores == pytest.approx([1 / (1 + numpy.exp(-1.0)), 1 / (1 + numpy.exp(-0.5))])
+    assert all(score > 0.5 for score in scores)
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, span_scores, anchor, 0.7)[0]] == [(0, 2)]
+    assert len(decode_spans(batch, span_scores, anchor, -5.0)[0]) == 5
+
+
+def test_greedy_flat_keeps_best_of_overlapping_pairs():
+    spans = [(0, 3, 0, 0.7), (2, 4, 1, 0.9), (4, 6, 0, 0.6), (5, 6, 1, 0.8), (7, 8, 0, 0.51)]
+    kept = [spans[k] for k in greedy_flat(spans, 8)]
+    assert kept == [(2, 4, 1, 0.9), (5, 6, 1, 0.8), (7, 8, 0, 0.51)]
+    for a in kept:
+        for b in kept:
+            assert a is b or a[1] <= b[0] or b[1] <= a[0]
+    # the same span with two labels: only the better label survives
+    assert greedy_flat([(0, 2, 0, 0.6), (0, 2, 1, 0.9)], 2) == [1]
+    assert greedy_flat([], 5) == []
+
+
+def test_greedy_flat_random_no_overlap_and_maximal():
+    rng = numpy.random.default_rng(0)
+    for _ in range(50):
+        n = 20
+        spans = []
+        for _ in range(rng.integers(0, 15)):
+            s = int(rng.integers(0, n))
+            e = int(rng.integers(s + 1, min(n, s + 5) + 1))
+            spans.append((s, e, int(rng.integers(0, 3)), float(rng.random())))
+        kept = greedy_flat(spans, n)
+        taken = numpy.zeros(n, dtype=int)
+        for k in kept:
+            taken[spans[k][0]:spans[k][1]] += 1
+        assert taken.max(initial=0) <= 1
+        # every rejected span overlaps an accepted span with a score >= its own
+        for k in set(range(len(spans))) - set(kept):
+            s, e, _, score = spans[k]
+            assert any(
+                spans[j][0] < e and s < spans[j][1] and spans[j][3] >= score for j in kept
+            )
