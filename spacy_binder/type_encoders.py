@@ -53,7 +53,12 @@ def build_description_encoder(
         layers=[transformer],
         refs={"transformer": transformer},
         dims={"nO": None},
-        attrs={"vocab": Vocab(), "reads_descriptions": True},
+        attrs={
+            "vocab": Vocab(),
+            "reads_descriptions": True,
+            # descriptions known to fit the transformer (not serialized)
+            "checked_descriptions": set(),
+        },
     )
 
 
@@ -77,9 +82,17 @@ def _descriptions_to_docs(model: Model, descriptions: List[str]) -> List[Doc]:
 
 def check_description_lengths(model: Model, descriptions: List[str]) -> None:
     """Raise if a description would be truncated by the transformer."""
-    tokenizer = model.get_ref("transformer").tokenizer
-    limit = tokenizer.model_max_length
+    checked = model.attrs["checked_descriptions"]
+    transformer = model.get_ref("transformer")
+    tokenizer = transformer.tokenizer
+    # tokenizers saved without a model_max_length report a huge number
+    limit = min(
+        tokenizer.model_max_length,
+        getattr(transformer.transformer.config, "max_position_embeddings", 10**9),
+    )
     for text in descriptions:
+        if text in checked:
+            continue
         n_pieces = len(tokenizer(text)["input_ids"])
         if n_pieces > limit:
             raise ValueError(
@@ -87,6 +100,7 @@ def check_description_lengths(model: Model, descriptions: List[str]) -> None:
                 f"long, but the description encoder reads at most {limit}. "
                 "Shorten it: one or two sentences are enough."
             )
+        checked.add(text)
 
 
 def description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None):
@@ -100,14 +114,13 @@ def description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None
         )
     transformer.initialize()
     model.set_dim("nO", transformer.get_dim("nO"))
-    if X is not None:
-        check_description_lengths(model, X)
 
 
 def description_encoder_forward(
     model: Model, descriptions: List[str], is_train: bool
 ) -> Tuple[Floats2d, Callable]:
     transformer = model.get_ref("transformer")
+    check_description_lengths(model, descriptions)
     output, backprop_transformer = transformer(
         _descriptions_to_docs(model, descriptions), is_train
     )

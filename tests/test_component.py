@@ -259,3 +259,14 @@ def test_add_label_after_training(tiny_bert_path, trained_cnn):
     binder.threshold_offset = -50.0
     doc = nlp("Anna Berg left in May")
     assert "DATE" in {s.label_ for s in doc.spans["sc"]}  # scored zero-shot from its description
+
+
+def test_overlong_description_is_an_error_not_a_truncation(tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path)
+    examples = make_examples(nlp, NESTED_DATA)
+    long_text = " ".join(["a person who lives somewhere"] * 200)
+    nlp.config["initialize"]["components"]["binder_ner"] = {
+        "descriptions": {**DESCRIPTIONS, "PER": long_text}
+    }
+    with pytest.raises(ValueError, match=r"word pieces long.*at most 512"):
+        nlp.initialize(lambda: examples)
