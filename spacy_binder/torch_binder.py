@@ -103,6 +103,9 @@ class BinderHead(nn.Module):
             torch.full((3,), math.log(1.0 / init_temperature))
         )
 
+    # candidates scored at once when no gradient is needed
+    inference_chunk = 65536
+
     @property
     def max_span_width(self) -> int:
         return self.width_embedding.num_embeddings
@@ -140,13 +143,29 @@ class BinderHead(nn.Module):
 
         start = scales[START] * self.text_start(tokens) @ type_start.T
         end = scales[END] * self.text_end(tokens) @ type_end.T
-        span_vectors = (
-            self.span_start(tokens)[span_starts]
-            + self.span_end(tokens)[span_ends]
-            + self.span_width(self.width_embedding(widths))
-        )
-        span_vectors = F.normalize(self.span_dropout(span_vectors), dim=-1)
-        span = scales[SPAN] * span_vectors @ type_span.T
+        span_start = self.span_start(tokens)
+        span_end = self.span_end(tokens)
+        width_vectors = self.span_width(self.width_embedding.weight)
+
+        def score_spans(rows: slice) -> Tensor:
+            vectors = (
+                span_start[span_starts[rows]]
+                + span_end[span_ends[rows]]
+                + width_vectors[widths[rows]]
+            )
+            vectors = F.normalize(self.span_dropout(vectors), dim=-1)
+            return scales[SPAN] * vectors @ type_span.T
+
+        if torch.is_grad_enabled():
+            span = score_spans(slice(None))
+        else:
+            # Without autograd, score in chunks: peak memory stays at
+            # n_candidates x n_types plus one chunk of span vectors.
+            n = span_starts.shape[0]
+            span = torch.cat(
+                [score_spans(slice(i, i + self.inference_chunk)) for i in range(0, n, self.inference_chunk)]
+                or [type_span.new_zeros((0, type_span.shape[0]))]
+            )
 
         pooled = segment_mean(tokens, token_segments, n_segments)
         anchor = torch.stack(

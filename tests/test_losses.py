@@ -189,3 +189,17 @@ def test_loss_weights_validation():
         LossWeights(start=0.0, end=0.0, span=0.0)
     with pytest.raises(ValueError, match="'span'"):
         LossWeights(span=-1.0)
+
+
+def test_chunked_inference_scores_equal_full_scores():
+    torch.manual_seed(1)
+    head = BinderHead(6, 5, projection_size=4, max_span_width=3, width_embedding_size=2, dropout=0.0)
+    head.eval()
+    tokens, types = torch.randn(5, 6), torch.randn(2, 5)
+    args = (tokens, types, torch.tensor([0, 0, 1, 1, 2, 3]), torch.tensor([0, 2, 1, 3, 4, 4]),
+            torch.tensor([0, 0, 0, 0, 0]), 1)
+    full = head(*args)[2]
+    head.inference_chunk = 4  # two chunks: 4 + 2 candidates
+    with torch.no_grad():
+        chunked = head(*args)[2]
+    assert torch.allclose(full, chunked, atol=1e-6)
