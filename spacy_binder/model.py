@@ -1,4 +1,5 @@
 """Thinc wiring of BINDER: text encoder + type encoder + torch scoring head."""
+import os
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Callable, List, Optional, Tuple
@@ -12,6 +13,17 @@ from thinc.types import Floats2d
 
 from .spans import CandidateBatch, enumerate_candidates
 from .torch_binder import BinderHead, BinderScores, LossWeights
+
+
+def _one_torch_thread_in_forked_children() -> None:
+    # A process forked after torch ran its OpenMP thread pool (spaCy's
+    # nlp.pipe(n_process=2) workers, say) hangs at its first parallel op.
+    # One thread per forked worker avoids that and is what such workers want.
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_torch_thread_in_forked_children)
 
 
 @dataclass

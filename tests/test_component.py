@@ -270,3 +270,19 @@ def test_overlong_description_is_an_error_not_a_truncation(tiny_bert_path):
     }
     with pytest.raises(ValueError, match=r"word pieces long.*at most 512"):
         nlp.initialize(lambda: examples)
+
+
+def test_same_answer_however_it_is_called(trained_cnn):
+    """batch_size 1 and 64, n_process 2 and nlp(text) give the same spans and
+    scores (n_process=2 used to hang: torch's thread pool does not survive fork)."""
+    texts = [text for text, _ in NESTED_DATA] * 3 + ["", "Oslo"]
+
+    def run(docs):
+        return [(span_tuples(d), d.spans["sc"].attrs["scores"]) for d in docs]
+
+    reference = run(trained_cnn(text) for text in texts)
+    for kwargs in ({"batch_size": 1}, {"batch_size": 64}, {"batch_size": 4, "n_process": 2}):
+        got = run(trained_cnn.pipe(texts, **kwargs))
+        assert [spans for spans, _ in got] == [spans for spans, _ in reference], kwargs
+        for (_, a), (_, b) in zip(got, reference):
+            numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
