@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import spacy
+import typer
 from spacy.tokens import Doc, DocBin
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "project" / "scripts"
@@ -114,14 +116,10 @@ def conll(request, vocab):
 def cli_runs(tmp_path_factory):
     """Run the CLIs concurrently (interpreter start-up dominates)."""
     tmp = tmp_path_factory.mktemp("cli")
-    (tmp / "tiny.conll").write_text(TINY_CONLL, encoding="utf8")
-    (tmp / "bad.tsv").write_text("a\tO\nb\tO\textra\n", encoding="utf8")
     commands = {
         "ncbi": ["convert_ncbi.py", str(data_file("ncbi_disease", "devel.tsv")), str(tmp / "ncbi.spacy")],
-        "conll": ["convert_conll03.py", str(data_file("conll2003", "eng.testb")), str(tmp / "conll.spacy")],
-        "tiny": ["convert_conll03.py", str(tmp / "tiny.conll"), str(tmp / "out" / "tiny.spacy"),
-                 "--sentences", "--spans-key", "gold"],
-        "bad": ["convert_ncbi.py", str(tmp / "bad.tsv"), str(tmp / "bad.spacy")],
+        "conll": ["convert_conll03.py", str(data_file("conll2003", "eng.testb")), str(tmp / "out" / "conll.spacy"),
+                  "--sentences", "--spans-key", "gold"],
     }
     procs = {
         name: subprocess.Popen([sys.executable, str(SCRIPTS / cmd[0]), *cmd[1:]], cwd=str(ROOT),
@@ -236,23 +234,32 @@ def test_conll_malformed(tmp_path, vocab, text, line):
 
 def test_cli_round_trip(cli_runs, vocab):
     tmp, results = cli_runs
-    for name in ("ncbi", "conll", "tiny"):
+    for name in ("ncbi", "conll"):
         assert results[name][1] == 0, results[name][0]
     assert "sentences: 923" in results["ncbi"][0] and "Disease: 787" in results["ncbi"][0]
-    assert "docs: 231" in results["conll"][0] and "PER: 1617" in results["conll"][0]
-    cases = [
-        ("ncbi.spacy", convert_ncbi_file(data_file("ncbi_disease", "devel.tsv"), vocab)[0], "sc"),
-        ("conll.spacy", convert_conll_file(data_file("conll2003", "eng.testb"), vocab)[0], "sc"),
-        ("out/tiny.spacy", convert_conll_file(tmp / "tiny.conll", vocab, spans_key="gold",
-                                              one_doc_per_sentence=True)[0], "gold"),
-    ]
-    for filename, expected, key in cases:
+    assert "docs: 231" in results["conll"][0] and "sentences: 3453" in results["conll"][0]
+    assert "PER: 1617" in results["conll"][0]
+    ncbi_docs = convert_ncbi_file(data_file("ncbi_disease", "devel.tsv"), vocab)[0]
+    conll_path = data_file("conll2003", "eng.testb")
+    conll_docs = convert_conll_file(conll_path, vocab, spans_key="gold", one_doc_per_sentence=True)[0]
+    for filename, expected, key in (("ncbi.spacy", ncbi_docs, "sc"), ("out/conll.spacy", conll_docs, "gold")):
         loaded = list(DocBin().from_disk(tmp / filename).get_docs(vocab))
         assert [signature(d, key) for d in loaded] == [signature(d, key) for d in expected]
 
 
-def test_cli_malformed_fails(cli_runs):
-    output, returncode = cli_runs[1]["bad"]
-    assert returncode != 0
-    assert "bad.tsv, line 2:" in output
-    assert not (cli_runs[0] / "bad.spacy").exists()
+def test_docbin_keeps_article_sentences(vocab):
+    docs = convert_conll_file(data_file("conll2003", "eng.testa"), vocab)[0]
+    loaded = list(DocBin().from_bytes(DocBin(docs=docs).to_bytes()).get_docs(vocab))
+    assert [signature(d) for d in loaded] == [signature(d) for d in docs]
+
+
+def test_cli_malformed_fails(tmp_path):
+    import convert_ncbi
+
+    (tmp_path / "bad.tsv").write_text("a\tO\nb\tO\textra\n", encoding="utf8")
+    app = typer.Typer()
+    app.command()(convert_ncbi.main)
+    result = CliRunner().invoke(app, [str(tmp_path / "bad.tsv"), str(tmp_path / "bad.spacy")])
+    assert result.exit_code == 1
+    assert "bad.tsv, line 2:" in result.output
+    assert not (tmp_path / "bad.spacy").exists()

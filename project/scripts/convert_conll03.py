@@ -101,7 +101,8 @@ def main(
             input_path, vocab, spans_key=spans_key, one_doc_per_sentence=sentences
         )
     except FormatError as err:
-        msg.fail(str(err), exits=1)
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=False).to_disk(output_path)
     msg.good(f"Wrote {len(docs)} docs to {output_path}")

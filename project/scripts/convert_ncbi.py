@@ -73,7 +73,8 @@ def main(
     try:
         docs, stats = convert_ncbi_file(input_path, spacy.blank("en").vocab, spans_key)
     except FormatError as err:
-        msg.fail(str(err), exits=1)
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(1)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=docs, store_user_data=False).to_disk(output_path)
     msg.good(f"Wrote {len(docs)} docs to {output_path}")
