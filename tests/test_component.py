@@ -286,3 +286,22 @@ def test_same_answer_however_it_is_called(trained_cnn):
         assert [spans for spans, _ in got] == [spans for spans, _ in reference], kwargs
         for (_, a), (_, b) in zip(got, reference):
             numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_displacy_span_view_and_doc_longer_than_transformer_window(tiny_bert_path):
+    """The transformer reads windows of 16 word pieces; a doc of several
+    hundred tokens still gets a vector for every token and spans at its end."""
+    from spacy import displacy
+
+    nlp = transformer_pipeline(tiny_bert_path, window=16, stride=12)
+    train(nlp, make_examples(nlp, NESTED_DATA), 40, descriptions=DESCRIPTIONS)
+    text = " ".join(["the University of Paris hired Anna Berg ."] * 40)
+    doc = nlp(text)
+    assert len(doc) == 320
+    assert_valid_output(doc)
+    last_sentence = doc[312:]
+    expected_at_end = {(313, 316, "ORG"), (315, 316, "LOC"), (317, 319, "PER")}
+    assert expected_at_end <= set(span_tuples(doc)), [t for t in span_tuples(doc) if t[0] >= 312]
+    assert last_sentence.text == "the University of Paris hired Anna Berg ."
+    html = displacy.render(nlp("the University of Paris hired Anna Berg"), style="span")
+    assert "ORG" in html and "LOC" in html
