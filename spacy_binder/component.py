@@ -1,8 +1,10 @@
 """The `binder_ner` pipeline component."""
 import warnings
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
 import torch
@@ -150,6 +152,12 @@ class BinderNER(TrainablePipe):
             "set_spans": bool(set_spans),
         }
         self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}, **self._settings}
+        # the model settings of the config, to check saved weights against
+        self._model_settings = {
+            key: model.attrs[key] for key in ("projection_size", "width_embedding_size")
+        }
+        # (reason, label) pairs of unlearnable gold already warned about
+        self._warned: Set[Tuple[str, str]] = set()
         self._sync_model()
 
     # -- settings and labels ------------------------------------------------
@@ -309,6 +317,7 @@ class BinderNER(TrainablePipe):
         candidates = output.candidates
         label_index = {label: i for i, label in enumerate(self.labels)}
         gold = align_gold(examples, candidates, label_index, self.spans_key, self.max_span_width)
+        self._warn_skipped(gold.skipped, "in a training batch")
         leaves = [xp2torch(s, requires_grad=True) for s in output.scores]
         device = leaves[0].device
 
@@ -416,21 +425,43 @@ class BinderNER(TrainablePipe):
             )
         set_encoder_name(type_encoder, candidates[0].model.attrs["name"])
 
+    def _warn_skipped(self, skipped: Dict[str, Counter], where: str) -> None:
+        """Warn about gold mentions left out of the loss, once per reason and
+        label (the first warning has the counts of the whole training data
+        when they come from `initialize`)."""
+        new = {
+            reason: {label: n for label, n in per_label.items() if n and (reason, label) not in self._warned}
+            for reason, per_label in skipped.items()
+        }
+        new = {reason: per_label for reason, per_label in new.items() if per_label}
+        if not new:
+            return
+        self._warned.update((reason, label) for reason, per_label in new.items() for label in per_label)
+        parts = [
+            f"{sum(per_label.values())} {reason} ({dict(sorted(per_label.items()))})"
+            for reason, per_label in new.items()
+        ]
+        warnings.warn(
+            f"[binder_ner] Some gold mentions {where} cannot be learned and are left "
+            "out of the loss: " + "; ".join(parts) + ". Raise max_span_width for long "
+            "mentions, fix the tokenization or the span offsets for misaligned ones, "
+            "check sentence boundaries for mentions that cross them, and add unknown "
+            "labels with `labels` in [initialize.components]."
+        )
+
     def _warn_unlearnable_gold(self, get_examples: Callable[[], Iterable[Example]]) -> None:
-        """Count the gold mentions that cannot become candidates, per reason
-        and label, and warn once with the totals."""
+        """Count the gold mentions of the training data that cannot become
+        candidates, per reason and label, and warn once with the totals."""
         label_index = {label: i for i, label in enumerate(self.labels)}
-        totals: Dict[str, Dict[str, int]] = {}
-        batch: List[Example] = []
+        totals: Dict[str, Counter] = defaultdict(Counter)
 
         def count(batch: List[Example]) -> None:
             candidates = enumerate_candidates([eg.predicted for eg in batch], self.max_span_width)
             gold = align_gold(batch, candidates, label_index, self.spans_key, self.max_span_width)
             for reason, counter in gold.skipped.items():
-                for label, n in counter.items():
-                    totals.setdefault(reason, {}).setdefault(label, 0)
-                    totals[reason][label] += n
+                totals[reason].update(counter)
 
+        batch: List[Example] = []
         for eg in get_examples():
             batch.append(eg)
             if len(batch) == 256:
@@ -438,18 +469,8 @@ class BinderNER(TrainablePipe):
                 batch = []
         if batch:
             count(batch)
-        if totals:
-            lines = [
-                f"{sum(per_label.values())} {reason} ({dict(sorted(per_label.items()))})"
-                for reason, per_label in totals.items()
-            ]
-            warnings.warn(
-                "[binder_ner] Some gold mentions in the training data cannot be "
-                "learned and are left out of the loss: " + "; ".join(lines) + ". "
-                "Raise max_span_width for long mentions, fix the tokenization or "
-                "the span offsets for misaligned ones, and check sentence "
-                "boundaries for mentions that cross them."
-            )
+        self._warned = set()
+        self._warn_skipped(totals, "in the training data")
 
     def _check_score_weights(self, nlp: Optional[Language]) -> None:
         if nlp is None or self.spans_key == "sc":
@@ -466,14 +487,48 @@ class BinderNER(TrainablePipe):
 
     # -- serialization ------------------------------------------------------
 
-    def from_bytes(self, bytes_data, *, exclude=tuple()):
-        super().from_bytes(bytes_data, exclude=exclude)
+    def _after_load(self, source: str) -> None:
         self.cfg.update(self._settings)
+        head = get_head(self.model)
+        if head is not None:
+            for setting, configured in self._model_settings.items():
+                saved = head.config[setting]
+                if saved != configured:
+                    raise ValueError(
+                        f"The binder_ner weights in {source} were trained with "
+                        f"{setting} = {saved}, but the config asks for {configured}. "
+                        "Use the config the pipeline was saved with, or retrain."
+                    )
         self._sync_model()
+
+    def from_bytes(self, bytes_data, *, exclude=tuple()):
+        try:
+            super().from_bytes(bytes_data, exclude=exclude)
+        except Exception as error:
+            raise ValueError(
+                f"Could not load the '{self.name}' component from bytes: the data is "
+                f"corrupt or was saved by a different model ({type(error).__name__}: "
+                f"{error})."
+            ) from error
+        self._after_load("the given bytes")
         return self
 
     def from_disk(self, path, *, exclude=tuple()):
-        super().from_disk(path, exclude=exclude)
-        self.cfg.update(self._settings)
-        self._sync_model()
+        path = Path(path)
+        for name in ("cfg", "model"):
+            if name not in exclude and not (path / name).is_file():
+                raise ValueError(
+                    f"Could not load the '{self.name}' component: the file "
+                    f"'{path / name}' is missing. Re-save the pipeline with nlp.to_disk()."
+                )
+        try:
+            super().from_disk(path, exclude=exclude)
+        except Exception as error:
+            raise ValueError(
+                f"Could not load the '{self.name}' component: the file "
+                f"'{path / 'model'}' (or '{path / 'cfg'}') is corrupt, truncated or "
+                f"does not match the pipeline's config ({type(error).__name__}: "
+                f"{str(error)[:300]}). Re-save the pipeline with nlp.to_disk()."
+            ) from error
+        self._after_load(f"'{path / 'model'}'")
         return self

