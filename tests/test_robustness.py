@@ -167,3 +167,57 @@ def test_random_nested_gold_update_and_predict(property_nlp, data):
     assert numpy.isfinite(losses["binder_ner"])
     for doc in nlp.pipe(Doc(nlp.vocab, words=w, sent_starts=s) for w, _, s in data):
         check_invariants(doc)
+
+
+MEASURE_PEAK = """
+import resource, sys, spacy
+from spacy.tokens import Doc
+nlp = spacy.load(sys.argv[1])
+words = "the University of Paris hired Anna Berg .".split() * (int(sys.argv[2]) // 8)
+nlp(Doc(nlp.vocab, words=words[:64]))  # warm-up: imports, caches, allocator
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+doc = nlp(Doc(nlp.vocab, words=words))
+assert len(doc) == len(words)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_grows_linearly_with_doc_length(tmp_path):
+    """Peak RSS added by one prediction, for docs of 5,000 and 20,000 tokens
+    (fresh processes). Linear growth gives a ratio near 4; building every
+    L x L pair, as the reference implementation does, would give 16. The
+    bound 8 leaves room for allocator noise and still fails quadratic growth."""
+    import subprocess
+    import sys
+
+    fix_random_seed(0)
+    nlp = cnn_pipeline()
+    train(nlp, make_examples(nlp, NESTED_DATA), 5)
+    nlp.to_disk(tmp_path / "m")
+    peaks = {}
+    for n_tokens in (5_000, 20_000):
+        result = subprocess.run(
+            [sys.executable, "-c", MEASURE_PEAK, str(tmp_path / "m"), str(n_tokens)],
+            capture_output=True, text=True, check=True,
+        )
+        peaks[n_tokens] = float(result.stdout.strip().splitlines()[-1])
+    assert peaks[5_000] > 0
+    assert peaks[20_000] / peaks[5_000] < 8, peaks
+
+
+def test_empty_training_set_is_a_clear_error():
+    nlp = cnn_pipeline()
+    with pytest.raises(TypeError, match=r"BinderNER.initialize.*Expected function that returns an iterable of Example"):
+        nlp.get_pipe("binder_ner").initialize(lambda: [], nlp=nlp)
+
+
+def test_gold_not_aligned_with_tokens_is_counted():
+    """'New' alone cannot be a span of the predicted doc, where 'NewYork' is
+    one token; 'New York' as a whole can."""
+    nlp = cnn_pipeline()
+    predicted = Doc(nlp.vocab, words=["NewYork", "is", "big"])
+    reference = Doc(nlp.vocab, words=["New", "York", "is", "big"], spaces=[False, True, True, False])
+    reference.spans["sc"] = [Span(reference, 0, 1, label="LOC"), Span(reference, 0, 2, label="LOC")]
+    with pytest.warns(UserWarning, match=r"1 do not align with the predicted tokens \(\{'LOC': 1\}\)"):
+        nlp.initialize(lambda: [Example(predicted, reference)])
