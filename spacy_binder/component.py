@@ -380,7 +380,8 @@ class BinderNER(TrainablePipe):
         data_labels = set()
         for eg in get_examples():
             data_labels.update(span.label_ for span in get_gold_spans(eg.reference, self.spans_key))
-        given = list(labels) if labels is not None else []
+        # labels added with add_label() before initialize() are kept
+        given = list(labels) if labels is not None else list(self.labels)
         all_labels = list(dict.fromkeys(given + sorted(data_labels - set(given))))
         if not all_labels:
             raise ValueError(
@@ -392,6 +393,12 @@ class BinderNER(TrainablePipe):
         for label in all_labels:
             if not isinstance(label, str) or not label:
                 raise ValueError(f"binder_ner labels must be non-empty strings, got {label!r}.")
+        if descriptions is None:  # keep those given to add_label()
+            descriptions = {
+                label: text
+                for label, text in self.cfg["descriptions"].items()
+                if label in all_labels and text != label
+            } or None
         self.cfg["descriptions"] = resolve_descriptions(
             all_labels, descriptions, warn_missing=self._type_encoder_reads_descriptions()
         )

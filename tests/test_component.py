@@ -350,3 +350,12 @@ def test_missing_description_encoder_folder(tmp_path):
     })
     with pytest.raises(ValueError, match="could not load '.*no_such_model'"):
         nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+
+
+def test_labels_added_before_initialize_are_kept():
+    nlp = cnn_pipeline()
+    binder = nlp.get_pipe("binder_ner")
+    assert binder.add_label("DATE", description="A date.") == 1
+    nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+    assert binder.labels == ("DATE", "LOC", "ORG", "PER")
+    assert binder.descriptions["DATE"] == "A date."
