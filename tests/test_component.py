@@ -10,7 +10,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_binder import BinderNER
-from util import DESCRIPTIONS, NESTED_DATA, cnn_pipeline, make_examples, span_tuples, train
+from util import DESCRIPTIONS, NESTED_DATA, check_invariants, cnn_pipeline, make_examples, span_tuples, train
 from util import transformer_pipeline, update
 
 
@@ -19,19 +19,6 @@ def trained_cnn():
     nlp = cnn_pipeline()
     train(nlp, make_examples(nlp, NESTED_DATA), 40)
     return nlp
-
-
-def assert_valid_output(doc, key="sc"):
-    group = doc.spans[key]
-    scores = group.attrs["scores"]
-    assert len(scores) == len(group)
-    assert all(0.0 < s < 1.0 for s in scores)
-    keys = [(s.start, s.end, s.label_) for s in group]
-    assert keys == sorted(keys)
-    assert all(0 <= s.start < s.end <= len(doc) for s in group)
-    ents = list(doc.ents)
-    for a, b in zip(ents, ents[1:]):
-        assert a.end <= b.start
 
 
 def test_add_pipe_defaults():
@@ -98,7 +85,7 @@ def test_odd_docs(trained_cnn):
     ]
     docs = list(nlp.pipe(docs, batch_size=3))
     for doc in docs:
-        assert_valid_output(doc)
+        check_invariants(doc)
     assert len(docs[0].spans["sc"]) == 0 and docs[0].ents == ()
     # a long doc: entities all the way to its end
     long_doc = docs[-1]
@@ -110,7 +97,7 @@ def test_sentence_boundaries_limit_candidates(trained_cnn):
     words = "Anna Berg went home . Paris is big".split()
     doc = Doc(trained_cnn.vocab, words=words, sent_starts=[True, False, False, False, False, True, False, False])
     doc = trained_cnn(doc)
-    assert_valid_output(doc)
+    check_invariants(doc)
     for span in doc.spans["sc"]:
         assert span.sent.start <= span.start and span.end <= span.sent.end
 
@@ -298,7 +285,7 @@ def test_displacy_span_view_and_doc_longer_than_transformer_window(tiny_bert_pat
     text = " ".join(["the University of Paris hired Anna Berg ."] * 40)
     doc = nlp(text)
     assert len(doc) == 320
-    assert_valid_output(doc)
+    check_invariants(doc)
     last_sentence = doc[312:]
     expected_at_end = {(313, 316, "ORG"), (315, 316, "LOC"), (317, 319, "PER")}
     assert expected_at_end <= set(span_tuples(doc)), [t for t in span_tuples(doc) if t[0] >= 312]

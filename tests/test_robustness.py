@@ -10,7 +10,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.util import fix_random_seed
 
-from util import NESTED_DATA, cnn_pipeline, make_examples, span_tuples, train
+from util import NESTED_DATA, check_invariants, cnn_pipeline, make_examples, span_tuples, train
 
 # Token vectors that ignore the neighbours (window 0): a token's vector is
 # the same in a long doc and in its sentence alone, so any difference in
@@ -52,21 +52,6 @@ def trained():
     nlp = context_free_pipeline()
     train(nlp, make_examples(nlp, NESTED_DATA), 40)
     return nlp
-
-
-def check_invariants(doc, key="sc"):
-    group = doc.spans[key]
-    scores = group.attrs["scores"]
-    assert len(scores) == len(group)
-    assert numpy.all((scores > 0) & (scores < 1))
-    keys = [(s.start, s.end, s.label_) for s in group]
-    assert keys == sorted(keys) and len(set(keys)) == len(keys)
-    assert all(0 <= s.start < s.end <= len(doc) for s in group)
-    if doc.has_annotation("SENT_START"):
-        assert all(s.start >= s.sent.start and s.end <= s.sent.end for s in group)
-    ents = list(doc.ents)
-    assert all(a.end <= b.start for a, b in zip(ents, ents[1:]))
-    assert {(e.start, e.end, e.label_) for e in ents} <= set(keys)
 
 
 def test_long_document_equals_its_sentences_one_by_one(trained):

@@ -1,6 +1,8 @@
 """Small pipelines and hand-made corpora shared by the tests."""
 from typing import Dict, List, Optional, Tuple
 
+import numpy
+
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
@@ -122,3 +124,19 @@ def update(nlp: Language, examples: List[Example], optimizer) -> Dict[str, float
 
 def span_tuples(doc: Doc, key: str = "sc"):
     return [(s.start, s.end, s.label_) for s in doc.spans[key]]
+
+
+def check_invariants(doc: Doc, key: str = "sc") -> None:
+    """The output contract of binder_ner on one doc."""
+    group = doc.spans[key]
+    scores = group.attrs["scores"]
+    assert len(scores) == len(group)
+    assert numpy.all((scores > 0) & (scores < 1))
+    keys = [(s.start, s.end, s.label_) for s in group]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert all(0 <= s.start < s.end <= len(doc) for s in group)
+    if doc.has_annotation("SENT_START"):
+        assert all(s.start >= s.sent.start and s.end <= s.sent.end for s in group)
+    ents = list(doc.ents)
+    assert all(a.end <= b.start for a, b in zip(ents, ents[1:]))
+    assert {(e.start, e.end, e.label_) for e in ents} <= set(keys)
