@@ -29,6 +29,15 @@ def split_tag(tag: str) -> Tuple[str, str]:
     return prefix, label
 
 
+def check_tag(path: Union[str, Path], line_no: int, tag: str) -> str:
+    """Return `tag` if it is a valid IOB tag, else raise FormatError naming the line."""
+    try:
+        split_tag(tag)
+    except ValueError as err:
+        raise FormatError(path, line_no, str(err)) from None
+    return tag
+
+
 def tags_to_spans(tags: Sequence[str]) -> Tuple[List[SpanTuple], int]:
     """Decode one sentence of IOB1 or IOB2 tags into entity spans.
 

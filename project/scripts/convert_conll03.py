@@ -13,7 +13,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
-from bio import FormatError, SpanTuple, make_gold_doc, split_tag, tags_to_spans
+from bio import FormatError, SpanTuple, check_tag, make_gold_doc, tags_to_spans
 
 DOCSTART = "-DOCSTART-"
 
@@ -78,12 +78,8 @@ def convert_conll_file(
             elif len(fields) != 4:
                 raise FormatError(path, line_no, f"expected 4 columns 'token POS chunk NER', got {line!r}")
             else:
-                try:
-                    split_tag(fields[3])
-                except ValueError as err:
-                    raise FormatError(path, line_no, str(err)) from None
                 words.append(fields[0])
-                tags.append(fields[3])
+                tags.append(check_tag(path, line_no, fields[3]))
     end_article()
     return docs, stats
 

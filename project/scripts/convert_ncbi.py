@@ -12,7 +12,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
-from bio import FormatError, make_gold_doc, split_tag, tags_to_spans
+from bio import FormatError, check_tag, make_gold_doc, tags_to_spans
 
 
 def convert_ncbi_file(
@@ -53,12 +53,8 @@ def convert_ncbi_file(
             fields = line.rstrip("\r\n").split("\t")
             if len(fields) != 2 or not fields[0]:
                 raise FormatError(path, line_no, f"expected 'token<TAB>tag', got {line!r}")
-            try:
-                split_tag(fields[1])
-            except ValueError as err:
-                raise FormatError(path, line_no, str(err)) from None
             words.append(fields[0])
-            tags.append(fields[1])
+            tags.append(check_tag(path, line_no, fields[1]))
     flush()
     stats["sentences"] = len(docs)
     return docs, stats
