@@ -182,7 +182,7 @@ def test_evaluate_tables() -> None:
 
 def test_workflow_dry_runs(tmp_path: Path) -> None:
     project_dir = copy_project(tmp_path)
-    for workflow in ("all", "genia", "conll03"):
+    for workflow in ("all", "genia", "conll03", "benchmark"):
         result = run_project(["run", workflow, str(project_dir), "--dry"], tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -243,6 +243,11 @@ def test_project_end_to_end(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
         timings[corpus] = time.time() - start
         _check_outputs(project_dir, corpus)
+        # the last step prints the test scores and where everything went
+        report = result.stdout[result.stdout.index(f"BINDER on {corpus}: test set") :]
+        metrics = srsly.read_json(project_dir / "metrics" / f"{corpus}.json")
+        assert f"{100 * metrics['ents_f']:.2f}" in report and f"{100 * metrics['spans_sc_p']:.2f}" in report
+        assert str((project_dir / "visualize" / f"{corpus}.html").resolve()) in report
     print("workflow seconds:", {k: round(v) for k, v in timings.items()})
     # a second run finds nothing changed
     result = run_project(["run", "all", str(project_dir), "--vars.corpus", "conll03", *TINY_VARS], mirror)
@@ -251,3 +256,23 @@ def test_project_end_to_end(tmp_path: Path) -> None:
     output = _install_and_load(wheel, tmp_path / "venv")
     assert str(tmp_path / "venv") in output.splitlines()[0]
     assert "binder_ner" in output
+
+
+def test_report_fails_on_missing_outputs(tmp_path: Path) -> None:
+    metrics = tmp_path / "m.json"
+    srsly.write_json(metrics, {"ents_p": 0.5, "ents_r": 0.25, "ents_f": 1 / 3})
+    for name in ("model", "t.md", "w.whl"):
+        (tmp_path / name).touch()
+    args = [
+        sys.executable, str(PROJECT / "scripts" / "report.py"), "demo", "--model", str(tmp_path / "model"),
+        "--metrics", str(metrics), "--table", str(tmp_path / "t.md"), "--package", str(tmp_path / "w.whl"),
+        "--html", str(tmp_path / "missing.html"),
+    ]  # fmt: skip
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Visualization: " + str(tmp_path / "missing.html") in result.stdout
+    (tmp_path / "missing.html").touch()
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # flat scores only (no nested view in the metrics): one row, in percent
+    assert "flat doc.ents" in result.stdout and "50.00   25.00   33.33" in result.stdout
+    assert "nested" not in result.stdout
