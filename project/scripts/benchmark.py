@@ -1,0 +1,314 @@
+"""Train and evaluate `binder_ner`, spaCy `ner` and spaCy `spancat` side by
+side on one corpus, with the same encoder, epochs, learning rate and batches.
+
+The three configs are made from one BINDER config by swapping only the
+component after the transformer, so everything else (encoder, optimizer,
+schedule, batcher, dev evaluation) is the same by construction. spancat's
+n-gram suggester and binder_ner's `max_span_width` both cover the longest gold
+mention of the train split. Each system trains and is measured in its own
+process, so its peak RSS is its own.
+
+Rows (one per system and dataset) are merged into the output JSON, so runs on
+several corpora add up; the markdown table is rewritten from all rows.
+"""
+import copy
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import srsly
+import typer
+from wasabi import msg
+
+SCRIPTS = Path(__file__).parent
+SYSTEMS = ("binder_ner", "spacy_ner", "spancat")
+COMPONENT = {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}
+ROW_KEYS = ("system", "dataset", "encoder", "epochs", "p", "r", "f", "train_seconds", "words_per_second", "peak_rss_mb")
+
+app = typer.Typer(add_completion=False)
+
+
+def longest_gold_span(docbin_path: Path, spans_key: str) -> int:
+    """The length in tokens of the longest gold mention in a DocBin (gold in
+    doc.spans[spans_key], else doc.ents)."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    longest = 0
+    for doc in DocBin().from_disk(docbin_path).get_docs(nlp.vocab):
+        spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
+        longest = max([longest, *(len(span) for span in spans)])
+    if longest == 0:
+        raise ValueError(f"{docbin_path} has no gold mentions (in doc.spans[{spans_key!r}] or doc.ents)")
+    return longest
+
+
+def _listener(base: Dict[str, Any]) -> Dict[str, Any]:
+    """The text encoder of the BINDER config (a listener of the shared
+    transformer or tok2vec), for the other systems."""
+    return copy.deepcopy(base["components"]["binder_ner"]["model"]["text_encoder"])
+
+
+def system_config(base: Dict[str, Any], system: str, max_width: int, spans_key: str) -> Dict[str, Any]:
+    """A training config for `system` made from the (uninterpolated) BINDER
+    config `base`: same encoder component, corpora and [training]; only
+    binder_ner is swapped for the other component, with the same listener,
+    and the score weights differ.
+
+    base (Dict[str, Any]): The BINDER config, as loaded with interpolate=False.
+    system (str): One of SYSTEMS.
+    max_width (int): The longest span to consider (binder_ner and spancat).
+    spans_key (str): The doc.spans key of gold and predictions.
+    RETURNS (Dict[str, Any]): The new config.
+    """
+    if system not in SYSTEMS:
+        raise ValueError(f"Unknown system {system!r}: expected one of {', '.join(SYSTEMS)}")
+    config = copy.deepcopy(base)
+    components = config["components"]
+    if system == "binder_ner":
+        components["binder_ner"]["max_span_width"] = max_width
+        components["binder_ner"]["spans_key"] = spans_key
+        weights = {f"spans_{spans_key}_f": 1.0}
+    else:
+        listener = _listener(base)
+        del components["binder_ner"]
+        config["initialize"]["components"].pop("binder_ner", None)
+        if system == "spacy_ner":
+            # spaCy's own transformer + ner defaults (spacy init config)
+            components["ner"] = {
+                "factory": "ner",
+                "moves": None,
+                "update_with_oracle_cut_size": 100,
+                "incorrect_spans_key": None,
+                "model": {
+                    "@architectures": "spacy.TransitionBasedParser.v2",
+                    "state_type": "ner",
+                    "extra_state_tokens": False,
+                    "hidden_width": 64,
+                    "maxout_pieces": 2,
+                    "use_upper": False,
+                    "nO": None,
+                    "tok2vec": listener,
+                },
+            }
+            weights = {"ents_f": 1.0}
+        else:
+            components["spancat"] = {
+                "factory": "spancat",
+                "spans_key": spans_key,
+                "threshold": 0.5,
+                "max_positive": None,
+                "suggester": {"@misc": "spacy.ngram_range_suggester.v1", "min_size": 1, "max_size": max_width},
+                "model": {
+                    "@architectures": "spacy.SpanCategorizer.v1",
+                    "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 128},
+                    "scorer": {"@layers": "spacy.LinearLogistic.v1", "nO": None, "nI": None},
+                    "tok2vec": listener,
+                },
+            }
+            weights = {f"spans_{spans_key}_f": 1.0}
+    pipeline = config["nlp"]["pipeline"]
+    config["nlp"]["pipeline"] = [COMPONENT[system] if name == "binder_ner" else name for name in pipeline]
+    config["training"]["score_weights"] = weights
+    return config
+
+
+def primary_scores(system: str, scores: Dict[str, Any], nested: bool, spans_key: str) -> Dict[str, float]:
+    """The P/R/F a system is ranked by: on a flat corpus the flat output
+    (doc.ents) of binder_ner and ner, on a nested one the nested spans; spancat
+    only has doc.spans (which may overlap, even on a flat corpus).
+
+    RETURNS (Dict[str, float]): {"output", "p", "r", "f"}; scores in percent.
+    """
+    if system == "spancat" or (system == "binder_ner" and nested):
+        prefix, output = f"spans_{spans_key}", f'doc.spans["{spans_key}"]'
+    else:
+        prefix, output = "ents", "doc.ents"
+    if scores.get(f"{prefix}_f") is None:
+        raise ValueError(f"No {prefix}_* scores for {system}: got {sorted(scores)}")
+    return {"output": output, **{k: round(100 * float(scores[f"{prefix}_{k}"]), 2) for k in ("p", "r", "f")}}
+
+
+def words_per_second(nlp, docs, batch_size: int = 32, warmup: int = 16) -> float:
+    """Inference throughput of `nlp.pipe` on fresh copies of `docs` (words and
+    spaces only), after a warm-up on the first few."""
+    from spacy.tokens import Doc
+
+    def fresh():
+        return (Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs)
+
+    list(nlp.pipe(list(fresh())[:warmup], batch_size=batch_size))
+    n_words = sum(len(doc) for doc in docs)
+    start = time.perf_counter()
+    list(nlp.pipe(fresh(), batch_size=batch_size))
+    return n_words / (time.perf_counter() - start)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux: ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@app.command("one", hidden=True)
+def run_one(
+    system: str = typer.Argument(...),
+    config_path: Path = typer.Argument(..., exists=True),
+    corpus_dir: Path = typer.Argument(..., exists=True, file_okay=False),
+    output_dir: Path = typer.Argument(...),
+    row_path: Path = typer.Argument(...),
+    dataset: str = typer.Option(...),
+    encoder: str = typer.Option("minilm"),
+    nested: bool = typer.Option(False),
+    spans_key: str = typer.Option("sc"),
+    gpu_id: int = typer.Option(-1),
+) -> None:
+    """Train one system, evaluate it on test, time inference; write one row."""
+    import os
+
+    import spacy
+    from spacy.cli.train import train
+    from spacy.tokens import DocBin
+    from spacy.training import Example
+
+    from train import resolve_encoder
+
+    overrides = {"paths.train": str(corpus_dir / "train.spacy"), "paths.dev": str(corpus_dir / "dev.spacy")}
+    if "encoder" in spacy.util.load_config(config_path, interpolate=False)["paths"]:
+        overrides["paths.encoder"] = resolve_encoder(encoder)
+        encoder_name = "all-MiniLM-L6-v2" if encoder == "minilm" else encoder
+        if Path(overrides["paths.encoder"]).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    else:
+        encoder_name = "the config's own (no paths.encoder)"
+    start = time.perf_counter()
+    train(config_path, output_dir, use_gpu=gpu_id, overrides=overrides)
+    train_seconds = time.perf_counter() - start
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(output_dir / "model-best")
+    gold = list(DocBin().from_disk(corpus_dir / "test.spacy").get_docs(nlp.vocab))
+    examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold]
+    scores = nlp.evaluate(examples)
+    config = spacy.util.load_config(config_path)
+    row = {
+        "system": system,
+        "dataset": dataset,
+        "encoder": encoder_name,
+        "epochs": config["training"]["max_epochs"],
+        **primary_scores(system, scores, nested, spans_key),
+        "train_seconds": round(train_seconds, 1),
+        "words_per_second": round(words_per_second(nlp, gold), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "scores": {k: v for k, v in scores.items() if k.endswith(("_p", "_r", "_f"))},
+    }
+    srsly.write_json(row_path, row)
+
+
+def merge_rows(old: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Replace rows of the same (system, dataset), keep the others, in order."""
+    replaced = {(row["system"], row["dataset"]) for row in new}
+    return [row for row in old if (row["system"], row["dataset"]) not in replaced] + new
+
+
+def rows_to_markdown(rows: List[Dict[str, Any]]) -> str:
+    """A markdown table of the benchmark rows, with train seconds per epoch."""
+    lines = [
+        "| Dataset | System | Output scored | Encoder | Epochs | P | R | F | Train s/epoch | Words/s | Peak RSS (MB) |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        per_epoch = row["train_seconds"] / max(1, row["epochs"])
+        limit = row.get("train_limit") or 0
+        dataset = f"{row['dataset']} (first {limit} train docs)" if limit else row["dataset"]
+        lines.append(
+            f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} "
+            f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {per_epoch:.0f} "
+            f"| {row['words_per_second']:.0f} | {row['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@app.command("run")
+def run(
+    dataset: str = typer.Argument(..., help="Dataset name for the rows (e.g. ncbi_disease)"),
+    corpus_dir: Path = typer.Argument(..., help="Folder with train/dev/test.spacy", exists=True, file_okay=False),
+    base_config: Path = typer.Argument(..., help="The BINDER config the others are made from", exists=True),
+    work_dir: Path = typer.Option(Path("training/benchmark"), "--work-dir", help="Configs and trained pipelines"),
+    output: Path = typer.Option(Path("metrics/benchmark.json"), "--output", help="JSON rows (merged)"),
+    table: Path = typer.Option(Path("metrics/benchmark.md"), "--table", help="Markdown table"),
+    systems: str = typer.Option(",".join(SYSTEMS), "--systems", help="Comma-separated subset of the systems"),
+    encoder: str = typer.Option("minilm", "--encoder", help="'minilm', a model name or a folder"),
+    epochs: int = typer.Option(2, "--epochs", help="Epochs for every system"),
+    learn_rate: float = typer.Option(1e-4, "--learn-rate", help="Initial learning rate for every system"),
+    batch_size: int = typer.Option(1000, "--batch-size", help="Padded batch size in tokens for every system"),
+    eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
+    train_limit: int = typer.Option(0, "--train-limit", help="Train on the first N docs only (0 = all); reported per row"),
+    nested: bool = typer.Option(False, "--nested", help="The corpus is nested: rank binder_ner by doc.spans"),
+    spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the gold spans"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
+) -> None:
+    """Train, evaluate and time each system on one corpus, one process each."""
+    from spacy import util
+
+    chosen = [s.strip() for s in systems.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SYSTEMS))
+    if unknown:
+        msg.fail(f"Unknown system(s): {', '.join(unknown)}", f"Choose from {', '.join(SYSTEMS)}", exits=1)
+    if nested and "spacy_ner" in chosen:
+        msg.fail("spaCy ner cannot predict nested spans", "Leave spacy_ner out of --systems with --nested", exits=1)
+    max_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
+    msg.info(f"Longest train mention: {max_width} tokens (spancat n-grams 1..{max_width}, binder max_span_width)")
+    base = util.load_config(base_config, interpolate=False)
+    # Same schedule for all: a fixed number of epochs, no early stop; the
+    # linear decay ends with the last epoch's steps unknown, so keep it flat.
+    schedule = {
+        "max_epochs": epochs,
+        "max_steps": 0,
+        "patience": 0,
+        "eval_frequency": eval_frequency,
+    }
+    base["training"].update(schedule)
+    base["training"]["batcher"]["size"] = batch_size
+    base["training"]["optimizer"]["learn_rate"] = learn_rate
+    base["corpora"]["train"]["limit"] = train_limit
+    rows: List[Dict[str, Any]] = []
+    for system in chosen:
+        system_dir = work_dir / dataset / system
+        system_dir.mkdir(parents=True, exist_ok=True)
+        config_path = system_dir / "config.cfg"
+        util.Config(system_config(base, system, max_width, spans_key)).to_disk(config_path)
+        row_path = system_dir / "row.json"
+        msg.divider(f"{system} on {dataset}")
+        cmd = [
+            sys.executable, __file__, "one", system, str(config_path), str(corpus_dir), str(system_dir / "pipeline"),
+            str(row_path), "--dataset", dataset, "--encoder", encoder, "--spans-key", spans_key,
+            "--gpu-id", str(gpu_id), "--nested" if nested else "--no-nested",
+        ]  # fmt: skip
+        result = subprocess.run(cmd)
+        if result.returncode != 0:
+            msg.fail(f"{system} failed (exit {result.returncode})", exits=1)
+        row = srsly.read_json(row_path)
+        row["max_span_width"] = max_width
+        row["learn_rate"] = learn_rate
+        row["batch_size"] = batch_size
+        row["train_limit"] = train_limit
+        rows.append(row)
+        msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
+    old = srsly.read_json(output) if output.exists() else []
+    all_rows = merge_rows(old, rows)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output, all_rows)
+    table.write_text(rows_to_markdown(all_rows), encoding="utf8")
+    print(rows_to_markdown(all_rows))
+    msg.good(f"Saved {output} and {table}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,141 @@
+"""project/scripts/benchmark.py: the ner and spancat configs differ from the
+BINDER config only where they must, and a tiny benchmark run writes sensible
+rows."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+import srsly
+from spacy import util
+from spacy.tokens import Doc, DocBin, Span
+
+from test_project import DATA, PROJECT, REPO, _slice_blocks, needs_data
+
+sys.path.insert(0, str(PROJECT / "scripts"))
+from benchmark import SYSTEMS, merge_rows, primary_scores, rows_to_markdown, system_config  # noqa: E402
+
+sys.path.pop(0)
+
+BINDER_NCBI = REPO / "configs" / "binder_ncbi.cfg"
+BINDER_TINY = REPO / "configs" / "binder_tiny.cfg"
+
+
+@pytest.mark.parametrize("system", ["spacy_ner", "spancat"])
+def test_other_systems_share_everything_but_the_component(system: str) -> None:
+    base = util.load_config(BINDER_NCBI, interpolate=False)
+    config = system_config(base, system, max_width=7, spans_key="sc")
+    name = {"spacy_ner": "ner", "spancat": "spancat"}[system]
+    assert config["nlp"]["pipeline"] == ["transformer", name]
+    assert "binder_ner" not in config["components"]
+    assert "binder_ner" not in config["initialize"]["components"]
+    assert config["components"]["transformer"] == base["components"]["transformer"]
+    assert config["components"][name]["model"]["tok2vec"] == base["components"]["binder_ner"]["model"]["text_encoder"]
+    for block in ("training", "corpora", "paths", "system"):
+        if block == "training":
+            assert {k: v for k, v in config[block].items() if k != "score_weights"} == {
+                k: v for k, v in base[block].items() if k != "score_weights"
+            }
+        else:
+            assert config[block] == base[block]
+    if system == "spancat":
+        suggester = config["components"]["spancat"]["suggester"]
+        assert (suggester["min_size"], suggester["max_size"]) == (1, 7)
+        assert config["training"]["score_weights"] == {"spans_sc_f": 1.0}
+    else:
+        assert config["training"]["score_weights"] == {"ents_f": 1.0}
+    # the base config is left alone
+    assert "binder_ner" in base["components"]
+
+
+def test_binder_system_uses_the_suggester_width() -> None:
+    base = util.load_config(BINDER_NCBI, interpolate=False)
+    config = system_config(base, "binder_ner", max_width=7, spans_key="spans")
+    assert config["components"]["binder_ner"]["max_span_width"] == 7
+    assert config["components"]["binder_ner"]["spans_key"] == "spans"
+    assert config["training"]["score_weights"] == {"spans_spans_f": 1.0}
+    with pytest.raises(ValueError, match="Unknown system"):
+        system_config(base, "crf", 7, "sc")
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_system_configs_build_a_pipeline(system: str) -> None:
+    """With the tiny config (tok2vec instead of a transformer) every derived
+    config builds and initializes."""
+    base = util.load_config(BINDER_TINY, interpolate=False)
+    config = util.Config(system_config(base, system, max_width=3, spans_key="sc")).interpolate()
+    nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
+    doc = Doc(nlp.vocab, words=["Mutations", "cause", "breast", "cancer", "."])
+    doc.spans["sc"] = [Span(doc, 2, 4, "Disease")]
+    doc.ents = [Span(doc, 2, 4, "Disease")]
+    from spacy.training import Example
+
+    examples = [Example(nlp.make_doc(doc.text), doc)]
+    nlp.initialize(lambda: examples)
+    assert nlp.pipe_names[-1] == {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}[system]
+    assert "Disease" in nlp.get_pipe(nlp.pipe_names[-1]).labels
+
+
+def test_primary_scores_pick_the_output_that_fits_the_corpus() -> None:
+    scores = {"ents_p": 0.5, "ents_r": 1.0, "ents_f": 2 / 3, "spans_sc_p": 0.25, "spans_sc_r": 0.5, "spans_sc_f": 1 / 3}
+    assert primary_scores("binder_ner", scores, nested=False, spans_key="sc")["f"] == 66.67
+    assert primary_scores("binder_ner", scores, nested=True, spans_key="sc")["f"] == 33.33
+    assert primary_scores("spancat", scores, nested=False, spans_key="sc")["output"] == 'doc.spans["sc"]'
+    with pytest.raises(ValueError, match="No ents_"):
+        primary_scores("spacy_ner", {"spans_sc_f": 0.5}, nested=False, spans_key="sc")
+
+
+def test_merge_rows_replaces_same_system_and_dataset() -> None:
+    old = [{"system": "a", "dataset": "x", "f": 1}, {"system": "b", "dataset": "x", "f": 2}, {"system": "a", "dataset": "y", "f": 3}]
+    new = [{"system": "a", "dataset": "x", "f": 9}]
+    merged = merge_rows(old, new)
+    assert [(r["system"], r["dataset"], r["f"]) for r in merged] == [("b", "x", 2), ("a", "y", 3), ("a", "x", 9)]
+
+
+def test_markdown_reports_seconds_per_epoch() -> None:
+    row = {
+        "system": "spancat", "dataset": "genia", "output": "doc.spans", "encoder": "m", "epochs": 4,
+        "p": 1.0, "r": 2.0, "f": 3.0, "train_seconds": 400.0, "words_per_second": 10.0, "peak_rss_mb": 5.0,
+    }  # fmt: skip
+    line = rows_to_markdown([row]).splitlines()[-1]
+    assert "| 100 |" in line and "**3.00**" in line
+
+
+@pytest.mark.slow
+@needs_data
+def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
+    """The three systems train on a slice of NCBI-disease with the tiny
+    config; rows land in the JSON, and a rerun of one system replaces its row."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, name, n in (("train", "train.tsv", 60), ("dev", "devel.tsv", 20), ("test", "test.tsv", 20)):
+        _slice_blocks(DATA / "ncbi_disease" / name, tmp_path / name, n)
+        subprocess.run(
+            [sys.executable, str(PROJECT / "scripts" / "convert_ncbi.py"), str(tmp_path / name), str(corpus / f"{split}.spacy")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    output, table = tmp_path / "benchmark.json", tmp_path / "benchmark.md"
+    common = [
+        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
+        "--work-dir", str(tmp_path / "work"), "--output", str(output), "--table", str(table),
+        "--epochs", "2", "--learn-rate", "0.003", "--eval-frequency", "10",
+    ]  # fmt: skip
+    result = subprocess.run(common, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = srsly.read_json(output)
+    assert [row["system"] for row in rows] == list(SYSTEMS)
+    nlp = spacy.blank("en")
+    longest = max(len(s) for d in DocBin().from_disk(corpus / "train.spacy").get_docs(nlp.vocab) for s in d.ents)
+    for row in rows:
+        assert row["dataset"] == "ncbi_slice" and row["epochs"] == 2 and row["max_span_width"] == longest
+        assert 0.0 <= row["p"] <= 100.0 and 0.0 <= row["r"] <= 100.0 and 0.0 <= row["f"] <= 100.0
+        assert row["train_seconds"] > 0 and row["words_per_second"] > 0 and row["peak_rss_mb"] > 50
+    assert rows[0]["output"] == "doc.ents" and rows[2]["output"] == 'doc.spans["sc"]'
+    assert table.read_text().count("| ncbi_slice |") == 3
+    rerun = subprocess.run(common + ["--systems", "spancat"], capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert [row["system"] for row in srsly.read_json(output)] == ["binder_ner", "spacy_ner", "spancat"]
+    # ner cannot nest: refused with a clear message
+    nested = subprocess.run(common + ["--nested"], capture_output=True, text=True, timeout=120)
+    assert nested.returncode != 0 and "cannot predict nested spans" in nested.stdout + nested.stderr
