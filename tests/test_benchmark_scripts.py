@@ -1,0 +1,133 @@
+"""The measuring scripts of the project (overhead.py, scaling.py,
+profile_binder.py), run as a user runs them on a tiny trained
+transformer + binder_ner pipeline."""
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import srsly
+from spacy.tokens import DocBin
+from spacy.vocab import Vocab
+
+from util import DESCRIPTIONS, NESTED_DATA, make_examples, train, transformer_pipeline
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "project" / "scripts"
+N_COPIES = 3  # docs in the DocBin: NESTED_DATA repeated
+
+
+def run_script(name: str, *args) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_path, tmp_path_factory):
+    """(pipeline folder, .spacy file with gold spans) of a briefly trained
+    tiny-BERT + binder_ner pipeline."""
+    folder = tmp_path_factory.mktemp("benchmark_scripts")
+    nlp = transformer_pipeline(tiny_bert_path)
+    examples = make_examples(nlp, NESTED_DATA)
+    train(nlp, examples, 3, descriptions=DESCRIPTIONS)
+    nlp.to_disk(folder / "model")
+    docs_path = folder / "docs.spacy"
+    DocBin(docs=[eg.reference for eg in examples] * N_COPIES).to_disk(docs_path)
+    return folder / "model", docs_path
+
+
+def test_overhead(trained, tmp_path):
+    model, docs = trained
+    output = tmp_path / "metrics" / "overhead.json"
+    proc = run_script("overhead.py", model, docs, "--output", output, "--n-docs", 6, "--rounds", 2, "--batch-size", 4)
+    assert "words/s" in proc.stdout
+    result = srsly.read_json(output)
+    keys = {"model", "docs", "n_docs", "words", "rounds", "words_per_second_full",
+            "words_per_second_transformer_only", "ratio", "overhead_pct", "binder_seconds_share"}  # fmt: skip
+    assert keys <= set(result)
+    assert result["n_docs"] == 6 and result["rounds"] == 2
+    assert result["words"] == sum(len(text.split()) for text, _ in (NESTED_DATA * 2)[:6])
+    assert result["words_per_second_full"] > 0 and result["words_per_second_transformer_only"] > 0
+    assert result["ratio"] > 0
+    assert result["ratio"] == pytest.approx(
+        result["words_per_second_full"] / result["words_per_second_transformer_only"], abs=2e-3
+    )
+    assert result["overhead_pct"] == pytest.approx(100 * (1 - result["ratio"]), abs=0.02)
+    assert 0 < result["binder_seconds_share"] < 1
+
+
+def test_scaling_build_doc():
+    scaling = load_script("scaling.py")
+    vocab = Vocab()
+    sources = scaling.source_sentences(vocab, None)
+    doc = scaling.build_doc(vocab, sources, 100)
+    assert len(doc) == 100
+    starts = [t.i for t in doc if t.is_sent_start]
+    expected, i = [], 0
+    while i < 100:
+        expected.append(i)
+        i += len(sources[(len(expected) - 1) % len(sources)])
+    assert starts == expected
+    assert doc.text.startswith(sources[0].text + " " + sources[1].text)
+
+
+@pytest.mark.slow
+def test_scaling(trained, tmp_path):
+    model, docs = trained
+    output = tmp_path / "scaling.json"
+    sizes = [50, 200, 800]
+    proc = run_script(
+        "scaling.py", model, "--output", output, "--sizes", ",".join(map(str, sizes)),
+        "--source", docs, "--fit-min-tokens", 50,
+    )  # fmt: skip
+    assert "Exponents" in proc.stdout
+    result = srsly.read_json(output)
+    assert {"model", "rows", "time_exponent", "memory_exponent", "fit_min_tokens"} <= set(result)
+    assert result["fit_min_tokens"] == 50
+    rows = result["rows"]
+    assert len(rows) == len(sizes)
+    for row, size in zip(rows, sizes):
+        assert abs(row["tokens"] - size) <= 0.1 * size
+        assert row["seconds"] > 0 and row["peak_rss_increase_mb"] >= 0
+        # a sentence per source doc piece: the NESTED_DATA docs have 7, 7, 7 and 5 words
+        assert row["sentences"] >= size // 7
+    assert [row["tokens"] for row in rows] == sorted({row["tokens"] for row in rows})
+    assert isinstance(result["time_exponent"], float) and math.isfinite(result["time_exponent"]), result
+    # null only when fewer than two sizes added measurable memory
+    if sum(row["peak_rss_increase_mb"] > 0 for row in rows) >= 2:
+        assert isinstance(result["memory_exponent"], float) and math.isfinite(result["memory_exponent"]), result
+    else:
+        assert result["memory_exponent"] is None
+
+
+@pytest.mark.slow
+def test_profile_binder(trained, tmp_path):
+    model, docs = trained
+    out = tmp_path / "profile"
+    proc = run_script("profile_binder.py", model, docs, "--output-dir", out, "--n-docs", 8, "--train-steps", 2, "--batch-size", 4)
+    assert "binder_ner" in proc.stdout
+    for stage in ("inference", "training"):
+        torch_text = (out / f"{stage}_torch.txt").read_text(encoding="utf8")
+        assert "aten::" in torch_text and "binder_ner." in torch_text
+        cprofile_text = (out / f"{stage}_cprofile.txt").read_text(encoding="utf8")
+        assert "spacy_binder" in cprofile_text and "cumulative" in cprofile_text
+    summary = srsly.read_json(out / "summary.json")
+    for stage, method in (("inference", "predict"), ("training", "update")):
+        row = summary[stage]
+        assert row["wall_seconds"] > 0
+        assert row["methods_seconds"][f"binder_ner.{method}"] > 0
+        shares = [row["transformer_share"], row["binder_ner_share"], row["other_share"]]
+        assert all(0 <= share <= 1 for share in shares)
+        assert sum(shares) == pytest.approx(1, abs=0.02)
+    assert summary["training"]["methods_seconds"]["transformer.backward"] > 0
