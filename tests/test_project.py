@@ -276,3 +276,14 @@ def test_report_fails_on_missing_outputs(tmp_path: Path) -> None:
     # flat scores only (no nested view in the metrics): one row, in percent
     assert "flat doc.ents" in result.stdout and "50.00   25.00   33.33" in result.stdout
     assert "nested" not in result.stdout
+
+
+def test_project_readme_is_generated_from_project_yml(tmp_path: Path) -> None:
+    """project/README.md holds what `spacy project document` makes of the
+    current project.yml (rerun it after editing project.yml)."""
+    result = run_project(["document", str(PROJECT), "--output", str(tmp_path / "README.md")], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    marker = "<!-- WEASEL: AUTO-GENERATED DOCS END (do not remove) -->"
+    generated = (tmp_path / "README.md").read_text(encoding="utf8")
+    committed = (PROJECT / "README.md").read_text(encoding="utf8")
+    assert committed.split(marker)[0].strip() == generated.split(marker)[0].strip()
