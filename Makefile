@@ -51,6 +51,7 @@ demo: $(STAMP)
 # The toy corpus demo of earlier versions: synthetic nested PER/ORG/LOC/DATE
 # mentions, no corpus files needed (5 epochs, lr 1e-4; a few minutes on CPU).
 TOY_SCHEDULE := --training.max_epochs 5 --training.max_steps 400 \
+	--training.optimizer.learn_rate.total_steps 400 \
 	--training.eval_frequency 40 --training.batcher.size 500 \
 	--training.optimizer.learn_rate.initial_rate 0.0001
 

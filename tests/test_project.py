@@ -287,3 +287,19 @@ def test_project_readme_is_generated_from_project_yml(tmp_path: Path) -> None:
     generated = (tmp_path / "README.md").read_text(encoding="utf8")
     committed = (PROJECT / "README.md").read_text(encoding="utf8")
     assert committed.split(marker)[0].strip() == generated.split(marker)[0].strip()
+
+
+def test_train_script_syncs_total_steps_with_max_steps() -> None:
+    sys.path.insert(0, str(PROJECT / "scripts"))
+    try:
+        from train import TOTAL_STEPS, sync_total_steps
+    finally:
+        sys.path.pop(0)
+    config = {"training": {"optimizer": {"learn_rate": {"@schedules": "warmup_linear.v1", "total_steps": 1500}}}}
+    assert sync_total_steps(config, {"training.max_steps": 200}) == {"training.max_steps": 200, TOTAL_STEPS: 200}
+    # left alone: no limit, an explicit total, a constant learning rate
+    assert sync_total_steps(config, {"training.max_steps": 0}) == {"training.max_steps": 0}
+    explicit = {"training.max_steps": 200, TOTAL_STEPS: 300}
+    assert sync_total_steps(config, explicit) == explicit
+    constant = {"training": {"optimizer": {"learn_rate": 0.001}}}
+    assert sync_total_steps(constant, {"training.max_steps": 200}) == {"training.max_steps": 200}

