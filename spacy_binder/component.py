@@ -93,7 +93,9 @@ def make_binder_ner(
         recall for precision.
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
-    loss (LossWeights): weights of the loss terms.
+    loss (LossWeights): weights of the loss terms, and the options for
+        partially annotated data (`unlabeled_weight`,
+        `ignore_overlapping_negatives`; see spacy-binder.BinderLoss.v1).
     scorer (Optional[Callable]): scoring method.
     """
     return BinderNER(
@@ -144,12 +146,20 @@ class BinderNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.loss_weights = loss if loss is not None else LossWeights()
+        if not isinstance(self.loss_weights, LossWeights):
+            raise ValueError(
+                "binder_ner loss must be a spacy-binder.BinderLoss.v1 block, got "
+                f"{type(self.loss_weights).__name__}."
+            )
         self._settings = {
             "spans_key": spans_key,
             "max_span_width": max_span_width,
             "threshold_offset": float(threshold_offset),
             "set_ents": bool(set_ents),
             "set_spans": bool(set_spans),
+            # recorded with the pipeline: how it was trained on partial labels
+            "unlabeled_weight": float(self.loss_weights.unlabeled_weight),
+            "ignore_overlapping_negatives": self.loss_weights.ignore_overlapping_negatives,
         }
         self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}, **self._settings}
         # the model settings of the config, to check saved weights against

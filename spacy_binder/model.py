@@ -58,16 +58,29 @@ def make_binder_loss(
     start_weight: float = 0.2,
     end_weight: float = 0.2,
     span_weight: float = 0.6,
+    unlabeled_weight: float = 1.0,
+    ignore_overlapping_negatives: bool = False,
 ) -> LossWeights:
     """Weights of the BINDER loss: gold vs threshold rows, and start, end and
     span levels (see DESIGN: total = 0.5 gold + 0.5 threshold, each
-    0.2 start + 0.2 end + 0.6 span)."""
+    0.2 start + 0.2 end + 0.6 span).
+
+    For partially annotated training data (e.g. dictionary matches), where
+    an unlabeled span may still be an entity:
+    unlabeled_weight (float): in (0, 1]; weight of the unlabeled tokens and
+        spans as negatives in the softmax denominators (1.0: plain BINDER).
+    ignore_overlapping_negatives (bool): leave spans (and tokens) that
+        overlap a gold mention of the same type without matching it out of
+        the negatives, for labels with unreliable boundaries.
+    """
     return LossWeights(
         gold=gold_weight,
         threshold=threshold_weight,
         start=start_weight,
         end=end_weight,
         span=span_weight,
+        unlabeled_weight=unlabeled_weight,
+        ignore_overlapping_negatives=ignore_overlapping_negatives,
     )
 
 

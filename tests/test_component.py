@@ -34,7 +34,10 @@ def test_add_pipe_defaults():
     assert cfg["loss"] == {
         "@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.5, "threshold_weight": 0.5,
         "start_weight": 0.2, "end_weight": 0.2, "span_weight": 0.6,
+        # partial-annotation options, off: the plain loss
+        "unlabeled_weight": 1.0, "ignore_overlapping_negatives": False,
     }  # the weights of the paper
+    assert binder.cfg["unlabeled_weight"] == 1.0 and binder.cfg["ignore_overlapping_negatives"] is False
     weights = nlp.config["training"]["score_weights"]
     assert weights["spans_sc_f"] > 0
     # the transformer found the listener inside the BINDER model
