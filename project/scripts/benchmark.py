@@ -166,8 +166,10 @@ def run_one(
     nested: bool = typer.Option(False),
     spans_key: str = typer.Option("sc"),
     gpu_id: int = typer.Option(-1),
+    test_path: Optional[Path] = typer.Option(None, help="Gold test .spacy (default: CORPUS_DIR/test.spacy)"),
 ) -> None:
-    """Train one system, evaluate it on test, time inference; write one row."""
+    """Train one system on CORPUS_DIR/{train,dev}.spacy, evaluate it on the
+    test set, time inference; write one row."""
     import os
 
     import spacy
@@ -193,7 +195,8 @@ def run_one(
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(output_dir / "model-best")
-    gold = list(DocBin().from_disk(corpus_dir / "test.spacy").get_docs(nlp.vocab))
+    test_path = test_path if test_path is not None else corpus_dir / "test.spacy"
+    gold = list(DocBin().from_disk(test_path).get_docs(nlp.vocab))
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold]
     scores = nlp.evaluate(examples)
     config = spacy.util.load_config(config_path)
@@ -209,6 +212,62 @@ def run_one(
         "scores": {k: v for k, v in scores.items() if k.endswith(("_p", "_r", "_f"))},
     }
     srsly.write_json(row_path, row)
+
+
+def apply_budget(
+    base: Dict[str, Any], epochs: int, learn_rate: float, batch_size: int, eval_frequency: int, train_limit: int = 0
+) -> Dict[str, Any]:
+    """Give the (uninterpolated) config `base` the shared training budget, in
+    place: a fixed number of epochs without early stop, a flat learning rate
+    (a linear decay would need the unknown number of steps), a fixed padded
+    batch size, and optionally only the first `train_limit` train docs.
+
+    RETURNS (Dict[str, Any]): `base`.
+    """
+    base["training"].update({"max_epochs": epochs, "max_steps": 0, "patience": 0, "eval_frequency": eval_frequency})
+    base["training"]["batcher"]["size"] = batch_size
+    base["training"]["optimizer"]["learn_rate"] = learn_rate
+    base["corpora"]["train"]["limit"] = train_limit
+    return base
+
+
+def run_system(
+    system: str,
+    config: Dict[str, Any],
+    corpus_dir: Path,
+    system_dir: Path,
+    *,
+    dataset: str,
+    encoder: str,
+    spans_key: str,
+    gpu_id: int,
+    nested: bool = False,
+    test_path: Optional[Path] = None,
+) -> Dict[str, Any]:
+    """Write `config` to SYSTEM_DIR/config.cfg, train and evaluate it with the
+    `one` command in a process of its own (pipeline in SYSTEM_DIR/pipeline),
+    and return its row. Exits when that process fails.
+
+    corpus_dir (Path): Folder with the train.spacy and dev.spacy to train on.
+    test_path (Optional[Path]): The gold test set (default: CORPUS_DIR/test.spacy).
+    """
+    from spacy import util
+
+    system_dir.mkdir(parents=True, exist_ok=True)
+    config_path = system_dir / "config.cfg"
+    util.Config(config).to_disk(config_path)
+    row_path = system_dir / "row.json"
+    cmd = [
+        sys.executable, __file__, "one", system, str(config_path), str(corpus_dir), str(system_dir / "pipeline"),
+        str(row_path), "--dataset", dataset, "--encoder", encoder, "--spans-key", spans_key,
+        "--gpu-id", str(gpu_id), "--nested" if nested else "--no-nested",
+    ]  # fmt: skip
+    if test_path is not None:
+        cmd += ["--test-path", str(test_path)]
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        msg.fail(f"{system} failed (exit {result.returncode}); its config: {config_path}", exits=1)
+    return srsly.read_json(row_path)
 
 
 def merge_rows(old: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -266,35 +325,15 @@ def run(
     max_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
     msg.info(f"Longest train mention: {max_width} tokens (spancat n-grams 1..{max_width}, binder max_span_width)")
     base = util.load_config(base_config, interpolate=False)
-    # Same schedule for all: a fixed number of epochs, no early stop; the
-    # linear decay ends with the last epoch's steps unknown, so keep it flat.
-    schedule = {
-        "max_epochs": epochs,
-        "max_steps": 0,
-        "patience": 0,
-        "eval_frequency": eval_frequency,
-    }
-    base["training"].update(schedule)
-    base["training"]["batcher"]["size"] = batch_size
-    base["training"]["optimizer"]["learn_rate"] = learn_rate
-    base["corpora"]["train"]["limit"] = train_limit
+    # Same schedule for all: a fixed number of epochs, no early stop, flat lr.
+    apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit)
     rows: List[Dict[str, Any]] = []
     for system in chosen:
-        system_dir = work_dir / dataset / system
-        system_dir.mkdir(parents=True, exist_ok=True)
-        config_path = system_dir / "config.cfg"
-        util.Config(system_config(base, system, max_width, spans_key)).to_disk(config_path)
-        row_path = system_dir / "row.json"
         msg.divider(f"{system} on {dataset}")
-        cmd = [
-            sys.executable, __file__, "one", system, str(config_path), str(corpus_dir), str(system_dir / "pipeline"),
-            str(row_path), "--dataset", dataset, "--encoder", encoder, "--spans-key", spans_key,
-            "--gpu-id", str(gpu_id), "--nested" if nested else "--no-nested",
-        ]  # fmt: skip
-        result = subprocess.run(cmd)
-        if result.returncode != 0:
-            msg.fail(f"{system} failed (exit {result.returncode})", exits=1)
-        row = srsly.read_json(row_path)
+        row = run_system(
+            system, system_config(base, system, max_width, spans_key), corpus_dir, work_dir / dataset / system,
+            dataset=dataset, encoder=encoder, spans_key=spans_key, gpu_id=gpu_id, nested=nested,
+        )  # fmt: skip
         row["max_span_width"] = max_width
         row["learn_rate"] = learn_rate
         row["batch_size"] = batch_size
