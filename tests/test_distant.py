@@ -1,0 +1,526 @@
+"""Distant supervision: the term file, dictionary matching and its scores,
+the loss options for partially annotated data, the comparison script, and
+the `distant` project workflow on a slice of NCBI-disease."""
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+import srsly
+import torch
+from spacy import util
+from spacy.tokens import Doc, DocBin, Span
+
+from spacy_binder.torch_binder import (
+    END,
+    SPAN,
+    START,
+    BinderScores,
+    LossWeights,
+    binder_loss,
+    contrastive_losses,
+    segment_logsumexp,
+)
+from test_losses import CASES, make_example, torch_loss
+from test_project import DATA, PROJECT, REPO, TINY_VARS, copy_project, make_mirror, needs_data, run_project
+from util import NESTED_DATA, cnn_pipeline, make_examples, train
+
+sys.path.insert(0, str(PROJECT / "scripts"))
+from distant_compare import binder_config, parse_variant, parse_variants, rows_to_markdown  # noqa: E402
+from distant_labels import (  # noqa: E402
+    DictionaryMatcher,
+    TermFileError,
+    TermList,
+    label_docs,
+    parse_term_lines,
+    read_term_file,
+    score_spans,
+    warn_term_list,
+)
+from make_dictionary import collect_terms, write_term_file  # noqa: E402
+
+sys.path.pop(0)
+
+BINDER_TINY = REPO / "configs" / "binder_tiny.cfg"
+
+
+# -- the term file ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line,problem",
+    [
+        ("Disease breast cancer", "found no tab"),
+        ("Disease\tbreast\tcancer", "found 2"),
+        ("\tbreast cancer", "TYPE before the tab is empty"),
+        ("Rare Disease\tbreast cancer", "contains whitespace"),
+        ("Disease\t   ", "term after the tab is empty"),
+    ],
+)
+def test_malformed_line_names_file_line_and_problem(line: str, problem: str) -> None:
+    lines = ["# a comment", "", "Disease\tcancer", line]
+    with pytest.raises(TermFileError) as err:
+        parse_term_lines(lines, "terms.tsv")
+    assert "terms.tsv, line 4: " in str(err.value) and problem in str(err.value)
+
+
+def test_every_malformed_line_is_reported_and_empty_files_fail(tmp_path: Path) -> None:
+    with pytest.raises(TermFileError) as err:
+        parse_term_lines(["no tab here", "Disease\tok", "\tx", "also no tab"], "t.tsv")
+    message = str(err.value)
+    assert message.startswith("3 malformed line(s)")
+    assert "t.tsv, line 1:" in message and "t.tsv, line 3:" in message and "t.tsv, line 4:" in message
+    with pytest.raises(TermFileError, match="has no terms"):
+        parse_term_lines(["# only a comment", "   "], "empty.tsv")
+    with pytest.raises(TermFileError, match="does not exist"):
+        read_term_file(tmp_path / "missing.tsv")
+    # UTF-8 with a BOM and Windows line ends are fine
+    path = tmp_path / "bom.tsv"
+    path.write_bytes("\ufeffDisease\tBehçet disease\r\nDisease\tcancer\r\n".encode("utf8"))
+    assert read_term_file(path).terms == [("Disease", "Behçet disease"), ("Disease", "cancer")]
+
+
+def test_conflicting_types_are_counted_and_warned(capsys) -> None:
+    terms = parse_term_lines(
+        ["Disease\tcancer", "Gene\tCancer", "Disease\tCANCER", "Disease\t breast   cancer ", "Disease\tbreast cancer"],
+        "t.tsv",
+    )
+    # the first type listed wins; the same term and type again is a duplicate
+    assert terms.terms == [("Disease", "cancer"), ("Disease", "breast cancer")]
+    assert terms.conflicts == {"cancer": ["Disease", "Gene"]} and terms.duplicates == 2
+    warn_term_list(terms)
+    out = capsys.readouterr().out
+    assert "1 term(s) are listed with conflicting types" in out and "'cancer': Disease, Gene" in out
+
+
+def test_cli_rejects_a_malformed_term_file(tmp_path: Path) -> None:
+    terms = tmp_path / "terms.tsv"
+    terms.write_text("Disease\tcancer\nDisease cancer of the breast\n", encoding="utf8")
+    nlp = spacy.blank("en")
+    DocBin(docs=[Doc(nlp.vocab, words=["cancer"])]).to_disk(tmp_path / "in.spacy")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "scripts" / "distant_labels.py"), str(terms), str(tmp_path / "in.spacy"),
+         str(tmp_path / "out.spacy")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and f"{terms}, line 2: expected TYPE<TAB>term, found no tab" in output
+    assert not (tmp_path / "out.spacy").exists()
+
+
+# -- matching and scores --------------------------------------------------------
+
+
+def _terms(*pairs) -> TermList:
+    return TermList(terms=list(pairs))
+
+
+def _doc(nlp, words, gold=(), sent_starts=None) -> Doc:
+    doc = Doc(nlp.vocab, words=words, sent_starts=sent_starts)
+    spans = [Span(doc, s, e, label=label) for s, e, label in gold]
+    doc.ents = spans
+    doc.spans["sc"] = spans
+    return doc
+
+
+def test_longest_non_overlapping_case_insensitive_matches() -> None:
+    nlp = spacy.blank("en")
+    matcher = DictionaryMatcher(_terms(("Disease", "cancer"), ("Disease", "breast cancer")), nlp)
+    doc = Doc(nlp.vocab, words=["Breast", "Cancer", "and", "CANCER", "of", "the", "breast", "."])
+    assert [(s.start, s.end, s.label_) for s in matcher(doc)] == [(0, 2, "Disease"), (3, 4, "Disease")]
+    # a term written as plain text matches a corpus that splits punctuation
+    matcher = DictionaryMatcher(_terms(("Disease", "Wiskott-Aldrich syndrome"), ("Disease", "ataxia (AT)")), nlp)
+    doc = Doc(nlp.vocab, words="the wiskott - aldrich syndrome and ataxia ( AT )".split())
+    assert [(s.start, s.end) for s in matcher(doc)] == [(1, 5), (6, 10)]
+
+
+def test_exact_case_abbreviations() -> None:
+    nlp = spacy.blank("en")
+    terms = _terms(("Disease", "WAS"), ("Disease", "Huntington disease"))
+    doc = Doc(nlp.vocab, words="WAS was linked to huntington DISEASE".split())
+    assert [(s.start, s.end) for s in DictionaryMatcher(terms, nlp)(doc)] == [(0, 1), (1, 2), (4, 6)]
+    exact = DictionaryMatcher(terms, nlp, exact_case_abbreviations=True)
+    assert [(s.start, s.end) for s in exact(doc)] == [(0, 1), (4, 6)]
+
+
+def test_labels_replace_the_gold_and_keep_tokens_and_sentences() -> None:
+    nlp = spacy.blank("en")
+    words = ["Breast", "cancer", "is", "common", ".", "Colon", "cancer", "too", "."]
+    doc = _doc(nlp, words, gold=[(0, 2, "Disease"), (5, 7, "Disease")], sent_starts=[True] + [False] * 4 + [True] + [False] * 3)
+    doc.spans["other"] = [Span(doc, 2, 3, "X")]
+    matcher = DictionaryMatcher(_terms(("Disease", "cancer"), ("Disease", "breast cancer"), ("Disease", "common . colon")), nlp)
+    result = label_docs([doc], matcher, "sc")
+    assert [t.text for t in doc] == words
+    assert [t.is_sent_start for t in doc] == [True] + [False] * 4 + [True] + [False] * 3
+    expected = [(0, 2, "Disease"), (6, 7, "Disease")]
+    assert [(s.start, s.end, s.label_) for s in doc.ents] == expected
+    assert [(s.start, s.end, s.label_) for s in doc.spans["sc"]] == expected
+    assert list(doc.spans) == ["sc"] and doc[2].ent_iob_ == "O"
+    # "common . colon" crosses the sentence boundary: dropped and counted
+    assert result.crossing_sentences == 1
+    assert result.mentions == {"Disease": 2} and result.n_labeled_docs == 1
+    # against the gold: 1 of 2 right, 1 of 2 found
+    assert (result.scores["p"], result.scores["r"], result.scores["f"]) == (50.0, 50.0, 50.0)
+    # the relabeled doc round-trips through a DocBin
+    (back,) = DocBin().from_bytes(DocBin(docs=[doc]).to_bytes()).get_docs(nlp.vocab)
+    assert [(s.start, s.end) for s in back.spans["sc"]] == [(0, 2), (6, 7)] and back.has_annotation("SENT_START")
+
+
+def test_distant_precision_and_recall_against_gold() -> None:
+    nlp = spacy.blank("en")
+    terms = _terms(("Disease", "cancer"), ("Disease", "breast cancer"), ("Gene", "BRCA1"))
+    docs = [
+        # gold: "BRCA1" (Gene), "breast cancer"; matched: both, exactly
+        _doc(nlp, "BRCA1 causes breast cancer".split(), [(0, 1, "Gene"), (2, 4, "Disease")]),
+        # gold: "ovarian cancer" (the dictionary only knows "cancer": boundary
+        # error), "ataxia" (unknown term); matched: "cancer" (wrong span)
+        _doc(nlp, "ovarian cancer and ataxia".split(), [(0, 2, "Disease"), (3, 4, "Disease")]),
+        # no gold; matched: "cancer" (a false positive)
+        _doc(nlp, "cancer genes".split()),
+    ]
+    result = label_docs(docs, DictionaryMatcher(terms, nlp), "sc")
+    scores = result.scores
+    assert (scores["tp"], scores["n_predicted"], scores["n_gold"]) == (2, 4, 4)
+    assert (scores["p"], scores["r"], scores["f"]) == (50.0, 50.0, 50.0)
+    assert scores["per_type"]["Gene"] == {"p": 100.0, "r": 100.0, "f": 100.0, "tp": 1, "n_predicted": 1, "n_gold": 1}
+    disease = scores["per_type"]["Disease"]
+    assert (disease["p"], disease["r"], disease["f"]) == (33.33, 33.33, 33.33)
+    assert score_spans([set()], [set()])["f"] == 0.0
+    # without gold annotation in the input: no scores
+    raw = [Doc(nlp.vocab, words="breast cancer".split())]
+    assert label_docs(raw, DictionaryMatcher(terms, nlp), "sc").scores is None
+
+
+def test_dictionary_from_gold_mentions(tmp_path: Path) -> None:
+    nlp = spacy.blank("en")
+    docs = [
+        _doc(nlp, "Breast cancer and BRCA1".split(), [(0, 2, "Disease"), (3, 4, "Gene")]),
+        _doc(nlp, "breast cancer , breast cancer".split(), [(0, 2, "Disease"), (3, 5, "Disease")]),
+        _doc(nlp, "Wiskott - Aldrich syndrome".split(), [(0, 4, "Disease")]),
+        _doc(nlp, "BRCA1 BRCA1 BRCA1".split(), [(0, 1, "Disease"), (1, 2, "Gene"), (2, 3, "Gene")]),
+    ]
+    terms, ambiguous = collect_terms(docs, "sc", min_count=1)
+    # one line per term, whatever its case: the commonest spelling and type
+    assert terms.terms == [
+        ("Disease", "breast cancer"),
+        ("Disease", "Wiskott - Aldrich syndrome"),
+        ("Gene", "BRCA1"),
+    ]
+    assert ambiguous == 1
+    terms2, _ = collect_terms(docs, "sc", min_count=2)
+    assert terms2.terms == [("Disease", "breast cancer"), ("Gene", "BRCA1")]
+    path = tmp_path / "dict.tsv"
+    write_term_file(terms, path, "test\nsecond line")
+    assert path.read_text(encoding="utf8").startswith("# test\n# second line\nDisease\tbreast cancer\n")
+    assert read_term_file(path).terms == terms.terms
+    # the list matches the corpus it came from on its own tokens
+    relabeled = label_docs(docs[:3], DictionaryMatcher(read_term_file(path), nlp), "sc")
+    assert relabeled.scores["r"] == 100.0
+
+
+# -- loss options ------------------------------------------------------------
+
+
+def _previous_binder_loss(scores, *, token_segments, span_starts, span_ends, span_segments, gold_spans, gold_types, weights):
+    """binder_loss as it was before the partial-annotation options (frozen
+    copy), to check that the defaults reproduce it bit for bit."""
+
+    def previous_contrastive(level_scores, anchors, segments, is_gold, gold_rows, gold_types_):
+        negatives = level_scores.masked_fill(is_gold, float("-inf"))
+        negatives_lse = segment_logsumexp(negatives, segments, anchors.shape[0])
+        denominator = torch.logaddexp(anchors, negatives_lse)
+        threshold_loss = (denominator - anchors).mean() if anchors.numel() else level_scores.sum() * 0.0
+        if gold_rows.numel():
+            gold_scores = level_scores[gold_rows, gold_types_]
+            gold_denominator = torch.logaddexp(gold_scores, denominator[segments[gold_rows], gold_types_])
+            gold_loss = (gold_denominator - gold_scores).mean()
+        else:
+            gold_loss = level_scores.sum() * 0.0
+        return gold_loss, threshold_loss
+
+    n_types = scores.span.shape[1]
+    total = scores.span.new_zeros(())
+    levels = (
+        (START, scores.start, token_segments, span_starts[gold_spans], weights.start),
+        (END, scores.end, token_segments, span_ends[gold_spans], weights.end),
+        (SPAN, scores.span, span_segments, gold_spans, weights.span),
+    )
+    for level, level_scores, segments, rows, level_weight in levels:
+        is_gold = torch.zeros((level_scores.shape[0], n_types), dtype=torch.bool)
+        is_gold[rows, gold_types] = True
+        gold_loss, threshold_loss = previous_contrastive(level_scores, scores.anchor[:, level], segments, is_gold, rows, gold_types)
+        total = total + level_weight * (weights.gold * gold_loss + weights.threshold * threshold_loss)
+    return total
+
+
+def _loss_and_grads(example, weights, loss_fn=binder_loss):
+    scores = BinderScores(*(torch.tensor(example[k], requires_grad=True) for k in ("start", "end", "span", "anchor")))
+    as_long = lambda key: torch.tensor(numpy.asarray(example[key]), dtype=torch.long)  # noqa: E731
+    result = loss_fn(
+        scores, token_segments=as_long("token_segments"), span_starts=as_long("span_starts"),
+        span_ends=as_long("span_ends"), span_segments=as_long("span_segments"),
+        gold_spans=as_long("gold_spans"), gold_types=as_long("gold_types"), weights=weights,
+    )  # fmt: skip
+    loss = result[0] if isinstance(result, tuple) else result
+    loss.backward()
+    return loss.detach(), [leaf.grad for leaf in scores]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unlabeled_weight_one_is_the_previous_loss_bit_for_bit(case: str) -> None:
+    n_types, gold = CASES[case]
+    example = make_example(numpy.random.default_rng(7 + len(gold)), n_types, gold)
+    previous, previous_grads = _loss_and_grads(example, LossWeights(), _previous_binder_loss)
+    for weights in (LossWeights(), LossWeights(unlabeled_weight=1.0, ignore_overlapping_negatives=False)):
+        loss, grads = _loss_and_grads(example, weights)
+        assert torch.equal(loss, previous)
+        assert all(torch.equal(a, b) for a, b in zip(grads, previous_grads))
+
+
+def test_smaller_unlabeled_weight_lowers_the_loss_when_a_negative_outscores_gold() -> None:
+    # one segment, one type: the gold item scores 1, negatives 3 and 0, anchor 0.5
+    scores = torch.tensor([[1.0], [3.0], [0.0]], dtype=torch.float64)
+    anchors = torch.tensor([[0.5]], dtype=torch.float64)
+    args = (scores, anchors, torch.tensor([0, 0, 0]), torch.tensor([[True], [False], [False]]),
+            torch.tensor([0]), torch.tensor([0]))  # fmt: skip
+    full_gold, full_threshold = contrastive_losses(*args)
+    for w in (0.5, 0.1):
+        gold, threshold = contrastive_losses(*args, unlabeled_weight=w)
+        negatives = w * (math.exp(3.0) + math.exp(0.0))
+        assert gold.item() == pytest.approx(-math.log(math.exp(1.0) / (math.exp(1.0) + math.exp(0.5) + negatives)), rel=1e-12)
+        assert threshold.item() == pytest.approx(-math.log(math.exp(0.5) / (math.exp(0.5) + negatives)), rel=1e-12)
+        assert gold < full_gold and threshold < full_threshold
+        full_gold, full_threshold = gold, threshold
+    # the whole loss, on an example where some negative outscores a gold item
+    example = make_example(numpy.random.default_rng(3), 2, [((0, 1), 0), ((5, 6), 1)])
+    gold_row = example["gold_spans"][0]
+    gold_score = example["span"][gold_row, 0]
+    assert numpy.delete(example["span"][:, 0], gold_row).max() > gold_score
+    losses = [_loss_and_grads(example, LossWeights(unlabeled_weight=w))[0].item() for w in (1.0, 0.5, 0.2)]
+    assert losses[0] > losses[1] > losses[2] > 0
+
+
+def _reference_with_options(example, weights):
+    """The loss with both options, written out loop by loop: per level, the
+    negatives of type t are the non-gold items that do not touch a gold
+    mention of type t (when ignoring overlaps), each with weight w."""
+    starts, ends = example["span_starts"], example["span_ends"]
+    gold = list(zip(example["gold_spans"], example["gold_types"]))
+    mentions = [(starts[c], ends[c], t) for c, t in gold]
+    w = weights.unlabeled_weight
+
+    def touches(first, last, t):
+        return any(t == gt and first <= ge and gs <= last for gs, ge, gt in mentions)
+
+    per_level = [
+        (example["start"], example["token_segments"], [(starts[c], t) for c, t in gold], lambda i: (i, i), weights.start),
+        (example["end"], example["token_segments"], [(ends[c], t) for c, t in gold], lambda i: (i, i), weights.end),
+        (example["span"], example["span_segments"], gold, lambda i: (starts[i], ends[i]), weights.span),
+    ]
+    total = 0.0
+    for level, (scores, segments, pairs, extent, level_weight) in enumerate(per_level):
+        anchors = example["anchor"][:, level]
+        gold_set = set(pairs)
+
+        def negatives(g, t):
+            return [
+                scores[i, t] + math.log(w) for i in range(len(scores))
+                if segments[i] == g and (i, t) not in gold_set
+                and not (weights.ignore_overlapping_negatives and touches(*extent(i), t))
+            ]  # fmt: skip
+
+        def nll_first(logits):
+            top = max(logits)
+            return -(logits[0] - top - math.log(sum(math.exp(x - top) for x in logits)))
+
+        threshold = [nll_first([anchors[g, t]] + negatives(g, t)) for g in range(anchors.shape[0]) for t in range(anchors.shape[1])]
+        gold_rows = [nll_first([scores[i, t], anchors[segments[i], t]] + negatives(segments[i], t)) for i, t in pairs]
+        total += level_weight * (weights.gold * (numpy.mean(gold_rows) if gold_rows else 0.0) + weights.threshold * numpy.mean(threshold))
+    return total
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("w,ignore", [(0.3, False), (1.0, True), (0.5, True)])
+def test_loss_options_match_a_loop_reference(case: str, w: float, ignore: bool) -> None:
+    n_types, gold = CASES[case]
+    example = make_example(numpy.random.default_rng(11 + n_types), n_types, gold)
+    weights = LossWeights(unlabeled_weight=w, ignore_overlapping_negatives=ignore)
+    loss, _ = _loss_and_grads(example, weights)
+    assert loss.item() == pytest.approx(_reference_with_options(example, weights), rel=1e-9)
+
+
+def _single_segment_example():
+    """Five tokens in one segment, spans of up to 3 tokens, two types; gold:
+    tokens 1-2 of type 0."""
+    spans = [(i, j) for i in range(5) for j in range(i, min(i + 3, 5))]
+    rng = numpy.random.default_rng(5)
+    return spans, {
+        "start": rng.normal(size=(5, 2)), "end": rng.normal(size=(5, 2)),
+        "span": rng.normal(size=(len(spans), 2)), "anchor": rng.normal(size=(1, 3, 2)),
+        "token_segments": [0] * 5, "span_starts": [s for s, _ in spans], "span_ends": [e for _, e in spans],
+        "span_segments": [0] * len(spans), "gold_spans": [spans.index((1, 2))], "gold_types": [0],
+    }  # fmt: skip
+
+
+def test_ignore_overlapping_negatives_hand_built() -> None:
+    spans, example = _single_segment_example()
+    ignoring = LossWeights(ignore_overlapping_negatives=True)
+
+    def loss_after_bump(weights, field, index, amount=5.0):
+        bumped = {k: (numpy.array(v, dtype=float, copy=True) if k in ("start", "end", "span", "anchor") else v) for k, v in example.items()}
+        bumped[field][index] += amount
+        return _loss_and_grads(bumped, weights)[0].item()
+
+    base = _loss_and_grads(example, ignoring)[0].item()
+    # spans of type 0 that share a token with the gold (1, 2) but are not it
+    # are no negatives: raising their score changes nothing
+    overlapping = [(0, 1), (0, 2), (1, 1), (1, 3), (2, 2), (2, 3), (2, 4)]
+    assert sorted(s for s in spans if s[0] <= 2 and s[1] >= 1 and s != (1, 2)) == overlapping
+    for span in overlapping:
+        assert loss_after_bump(ignoring, "span", (spans.index(span), 0)) == base, span
+    # tokens inside the gold: 2 as a start, 1 as an end
+    assert loss_after_bump(ignoring, "start", (2, 0)) == base
+    assert loss_after_bump(ignoring, "end", (1, 0)) == base
+    # they stay negatives for the other type, and the spans that do not
+    # touch the gold stay negatives for type 0
+    assert loss_after_bump(ignoring, "span", (spans.index((2, 3)), 1)) > base
+    assert loss_after_bump(ignoring, "span", (spans.index((3, 4)), 0)) > base
+    assert loss_after_bump(ignoring, "start", (3, 0)) > base
+    # without the option every overlapping span is a negative
+    plain = _loss_and_grads(example, LossWeights())[0].item()
+    assert plain > base
+    assert loss_after_bump(LossWeights(), "span", (spans.index((2, 3)), 0)) > plain
+    # the gradient of an ignored entry is exactly zero
+    _, grads = _loss_and_grads(example, ignoring)
+    assert grads[SPAN][spans.index((1, 3)), 0].item() == 0.0 and grads[SPAN][spans.index((1, 3)), 1].item() != 0.0
+
+
+def test_ignore_overlapping_without_gold_is_the_plain_loss() -> None:
+    example = make_example(numpy.random.default_rng(0), 2, [])
+    plain, _ = _loss_and_grads(example, LossWeights())
+    ignoring, _ = _loss_and_grads(example, LossWeights(ignore_overlapping_negatives=True))
+    assert torch.equal(plain, ignoring)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5"])
+def test_unlabeled_weight_validation(value) -> None:
+    with pytest.raises(ValueError, match=r"'unlabeled_weight' must be a number in \(0, 1\]"):
+        LossWeights(unlabeled_weight=value)
+
+
+def test_ignore_overlapping_validation() -> None:
+    with pytest.raises(ValueError, match="'ignore_overlapping_negatives' must be true or false"):
+        LossWeights(ignore_overlapping_negatives="yes")
+
+
+def test_component_options_in_config_and_cfg(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unlabeled_weight"):
+        cnn_pipeline(loss={"@misc": "spacy-binder.BinderLoss.v1", "unlabeled_weight": 0.0})
+    loss = {"@misc": "spacy-binder.BinderLoss.v1", "unlabeled_weight": 0.5, "ignore_overlapping_negatives": True}
+    nlp = cnn_pipeline(loss=loss)
+    binder = nlp.get_pipe("binder_ner")
+    assert binder.loss_weights.unlabeled_weight == 0.5 and binder.loss_weights.ignore_overlapping_negatives
+    assert binder.cfg["unlabeled_weight"] == 0.5 and binder.cfg["ignore_overlapping_negatives"] is True
+    losses = train(nlp, make_examples(nlp, NESTED_DATA), 3)
+    assert math.isfinite(losses["binder_ner"]) and losses["binder_ner"] > 0
+    nlp.to_disk(tmp_path / "pipeline")
+    saved = srsly.read_json(tmp_path / "pipeline" / "binder_ner" / "cfg")
+    assert saved["unlabeled_weight"] == 0.5 and saved["ignore_overlapping_negatives"] is True
+    loaded = spacy.load(tmp_path / "pipeline").get_pipe("binder_ner")
+    assert loaded.loss_weights.unlabeled_weight == 0.5 and loaded.cfg["ignore_overlapping_negatives"] is True
+
+
+# -- the comparison script ------------------------------------------------------
+
+
+def test_variants() -> None:
+    assert parse_variant("default") == {}
+    assert parse_variant("unlabeled_weight=0.25") == {"unlabeled_weight": 0.25}
+    assert parse_variant("unlabeled_weight=0.5+ignore_overlapping") == {
+        "unlabeled_weight": 0.5, "ignore_overlapping_negatives": True,
+    }  # fmt: skip
+    for bad in ("unlabeled_weight=0", "unlabeled_weight=abc", "ignore", "threshold=2"):
+        with pytest.raises(ValueError):
+            parse_variant(bad)
+    names = [name for name, _ in parse_variants("default, ignore_overlapping,default,")]
+    assert names == ["default", "ignore_overlapping"]
+
+
+def test_binder_variant_config_builds_with_the_loss_options() -> None:
+    base = util.load_config(BINDER_TINY, interpolate=False)
+    config = binder_config(base, 5, "sc", parse_variant("unlabeled_weight=0.5+ignore_overlapping"))
+    assert "unlabeled_weight" not in base["components"]["binder_ner"]["loss"]
+    nlp = util.load_model_from_config(util.Config(config).interpolate(), auto_fill=True, validate=True)
+    weights = nlp.get_pipe("binder_ner").loss_weights
+    assert (weights.unlabeled_weight, weights.ignore_overlapping_negatives, weights.span) == (0.5, True, 0.6)
+    assert nlp.get_pipe("binder_ner").max_span_width == 5
+
+
+def test_markdown_table() -> None:
+    rows = [
+        {"system": "dictionary", "labels": "distant", "variant": "matcher", "output": "dictionary matches", "p": 80.0, "r": 50.0, "f": 61.54},
+        {"system": "binder_ner", "labels": "gold", "variant": "default", "output": "doc.ents", "p": 1.0, "r": 2.0, "f": 3.0, "train_seconds": 12.3},
+    ]  # fmt: skip
+    lines = rows_to_markdown(rows, "T").splitlines()
+    assert lines[0] == "### T"
+    assert lines[-2] == "| dictionary | distant labels | matcher | dictionary matches | 80.00 | 50.00 | **61.54** |  |"
+    assert lines[-1] == "| binder_ner | gold labels | default | doc.ents | 1.00 | 2.00 | **3.00** | 12 |"
+
+
+def test_distant_workflow_dry_run(tmp_path: Path) -> None:
+    project_dir = copy_project(tmp_path)
+    result = run_project(["run", "distant", str(project_dir), "--dry"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "distant_compare.py" in result.stdout and "--user-file ''" in result.stdout
+
+
+# -- end to end ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_data
+def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
+    """`spacy project run distant` on a slice of NCBI-disease with the tiny
+    config: every system and label source gets a row with sane scores."""
+    project_dir = copy_project(tmp_path)
+    mirror = make_mirror(tmp_path / "mirror")
+    args = [
+        "run", "distant", str(project_dir), *TINY_VARS,
+        "--vars.distant_min_count", "1",
+        "--vars.distant_epochs", "2",
+        "--vars.distant_learn_rate", "0.003",
+        "--vars.distant_eval_frequency", "10",
+        "--vars.distant_variants", "default,unlabeled_weight=0.5+ignore_overlapping",
+    ]  # fmt: skip
+    result = run_project(args, mirror)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    rows = srsly.read_json(project_dir / "metrics" / "distant.json")
+    keys = [(row["system"], row["labels"], row["variant"]) for row in rows]
+    assert keys == [
+        ("dictionary", "distant", "matcher"),
+        ("spacy_ner", "distant", "default"),
+        ("binder_ner", "distant", "default"),
+        ("binder_ner", "distant", "unlabeled_weight=0.5+ignore_overlapping"),
+        ("binder_ner", "gold", "default"),
+    ]
+    for row in rows:
+        assert all(0.0 <= row[k] <= 100.0 for k in ("p", "r", "f")), row
+        assert row["dataset"] == "ncbi_disease"
+    # test terms are partly unseen in train
+    assert rows[0]["r"] < 100.0 and rows[0]["n_terms"] > 0
+    assert rows[3]["loss_options"] == {"unlabeled_weight": 0.5, "ignore_overlapping_negatives": True}
+    assert rows[1]["epochs"] == rows[4]["epochs"] == 2
+    config = util.load_config(project_dir / "training" / "distant" / "ncbi_disease" / "binder_ner-distant-unlabeled_weight05_ignore_overlapping" / "config.cfg")
+    assert config["components"]["binder_ner"]["loss"]["unlabeled_weight"] == 0.5
+    assert "| binder_ner | gold labels | default |" in (project_dir / "metrics" / "distant.md").read_text()
+    label_scores = srsly.read_json(project_dir / "metrics" / "distant_labels_train.json")
+    assert label_scores["scores"]["r"] > 50.0 and label_scores["n_docs"] == 80
+    # the training data has no gold left: only dictionary matches
+    nlp = spacy.blank("en")
+    lines = (project_dir / "corpus" / "ncbi_disease" / "distant" / "dictionary.tsv").read_text().splitlines()
+    terms = {line.split("\t")[1].replace(" ", "").lower() for line in lines if not line.startswith("#")}
+    for doc in DocBin().from_disk(project_dir / "corpus" / "ncbi_disease" / "distant" / "dev.spacy").get_docs(nlp.vocab):
+        assert all("".join(t.text for t in span).lower() in terms for span in doc.ents)
