@@ -310,6 +310,7 @@ def run(
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
     train_limit: int = typer.Option(0, "--train-limit", help="Train on the first N docs only (0 = all); reported per row"),
     nested: bool = typer.Option(False, "--nested", help="The corpus is nested: rank binder_ner by doc.spans"),
+    descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for binder_ner", exists=True, dir_okay=False),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the gold spans"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
 ) -> None:
@@ -327,6 +328,10 @@ def run(
     base = util.load_config(base_config, interpolate=False)
     # Same schedule for all: a fixed number of epochs, no early stop, flat lr.
     apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit)
+    if descriptions is not None:
+        if "descriptions" not in base.get("paths", {}):
+            msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
+        base["paths"]["descriptions"] = str(descriptions.resolve())
     rows: List[Dict[str, Any]] = []
     for system in chosen:
         msg.divider(f"{system} on {dataset}")
