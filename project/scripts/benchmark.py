@@ -134,18 +134,20 @@ def primary_scores(system: str, scores: Dict[str, Any], nested: bool, spans_key:
     return {"output": output, **{k: round(100 * float(scores[f"{prefix}_{k}"]), 2) for k in ("p", "r", "f")}}
 
 
+def fresh_docs(nlp, docs):
+    """New unannotated docs with the words and spaces of `docs`."""
+    from spacy.tokens import Doc
+
+    return [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs]
+
+
 def words_per_second(nlp, docs, batch_size: int = 32, warmup: int = 16) -> float:
     """Inference throughput of `nlp.pipe` on fresh copies of `docs` (words and
     spaces only), after a warm-up on the first few."""
-    from spacy.tokens import Doc
-
-    def fresh():
-        return (Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs)
-
-    list(nlp.pipe(list(fresh())[:warmup], batch_size=batch_size))
+    list(nlp.pipe(fresh_docs(nlp, docs[:warmup]), batch_size=batch_size))
     n_words = sum(len(doc) for doc in docs)
     start = time.perf_counter()
-    list(nlp.pipe(fresh(), batch_size=batch_size))
+    list(nlp.pipe(fresh_docs(nlp, docs), batch_size=batch_size))
     return n_words / (time.perf_counter() - start)
 
 

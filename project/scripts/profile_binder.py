@@ -37,6 +37,8 @@ from thinc.api import Adam, Optimizer
 from torch.profiler import ProfilerActivity, record_function
 from wasabi import msg
 
+from benchmark import fresh_docs
+
 TRANSFORMER = "transformer"
 BINDER = "binder_ner"
 INFERENCE_METHODS = ("predict", "set_annotations")
@@ -101,11 +103,6 @@ def instrument(
     finally:
         for pipe, method in patched:
             delattr(pipe, method)
-
-
-def fresh_docs(nlp: Language, docs: List[Doc]) -> List[Doc]:
-    """New unannotated docs with the words and spaces of `docs`."""
-    return [Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]) for d in docs]
 
 
 def make_batches(nlp: Language, docs: List[Doc], batch_size: int, n_steps: int) -> List[List[Example]]:
