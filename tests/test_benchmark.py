@@ -1,6 +1,7 @@
 """project/scripts/benchmark.py: the ner and spancat configs differ from the
 BINDER config only where they must, and a tiny benchmark run writes sensible
 rows."""
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from spacy.tokens import Doc, DocBin, Span
 from test_project import DATA, PROJECT, REPO, _slice_blocks, needs_data
 
 sys.path.insert(0, str(PROJECT / "scripts"))
-from benchmark import SYSTEMS, merge_rows, primary_scores, rows_to_markdown, system_config  # noqa: E402
+from benchmark import SYSTEMS, apply_budget, batches_per_epoch, merge_rows, primary_scores  # noqa: E402
+from benchmark import rows_to_markdown, system_config  # noqa: E402
 
 sys.path.pop(0)
 
@@ -75,6 +77,31 @@ def test_system_configs_build_a_pipeline(system: str) -> None:
     nlp.initialize(lambda: examples)
     assert nlp.pipe_names[-1] == {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}[system]
     assert "Disease" in nlp.get_pipe(nlp.pipe_names[-1]).labels
+
+
+def test_budget_flat_or_linear_decay() -> None:
+    base = util.load_config(BINDER_NCBI, interpolate=False)
+    apply_budget(base, epochs=3, learn_rate=2e-4, batch_size=500, eval_frequency=10, train_limit=7)
+    assert base["training"]["optimizer"]["learn_rate"] == 2e-4
+    assert (base["training"]["max_epochs"], base["training"]["max_steps"], base["training"]["patience"]) == (3, 0, 0)
+    assert base["training"]["batcher"]["size"] == 500
+    assert base["corpora"]["train"]["limit"] == 7
+    apply_budget(base, epochs=3, learn_rate=2e-4, batch_size=500, eval_frequency=10, decay_steps=60)
+    schedule = util.registry.resolve({"lr": base["training"]["optimizer"]["learn_rate"]})["lr"]
+    rates = list(itertools.islice(schedule, 71))  # warmup_linear.v1 yields one rate per step
+    rates = [rates[step] for step in (0, 30, 60, 70)]
+    assert rates == pytest.approx([2e-4, 1e-4, 0.0, 0.0])
+
+
+def test_batches_per_epoch_counts_padded_batches(tmp_path: Path) -> None:
+    """Ten 4-token docs and three 40-token docs in 100-token padded batches:
+    the short ones pad to 40 tokens together (one batch); a batch with a long
+    doc pads every doc to 40, so at most two fit (two batches)."""
+    vocab = spacy.blank("en").vocab
+    docs = [Doc(vocab, words=["a"] * 4) for _ in range(10)] + [Doc(vocab, words=["b"] * 40) for _ in range(3)]
+    DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+    assert batches_per_epoch(tmp_path / "train.spacy", batch_size=100) == 3
+    assert batches_per_epoch(tmp_path / "train.spacy", batch_size=100, train_limit=10) == 1
 
 
 def test_primary_scores_pick_the_output_that_fits_the_corpus() -> None:

@@ -216,19 +216,48 @@ def run_one(
     srsly.write_json(row_path, row)
 
 
+def batches_per_epoch(train_path: Path, batch_size: int, train_limit: int = 0) -> int:
+    """How many batches spaCy's padded batcher (size `batch_size` tokens,
+    buffer 256) makes of the train docs in one epoch (the docs in file order;
+    shuffling moves this by a batch or two)."""
+    from spacy.tokens import DocBin
+    from spacy.training.batchers import minibatch_by_padded_size
+    from spacy.vocab import Vocab
+
+    docs = list(DocBin().from_disk(train_path).get_docs(Vocab()))
+    if train_limit:
+        docs = docs[:train_limit]
+    return sum(1 for _ in minibatch_by_padded_size(docs, size=batch_size, buffer=256, discard_oversize=False))
+
+
 def apply_budget(
-    base: Dict[str, Any], epochs: int, learn_rate: float, batch_size: int, eval_frequency: int, train_limit: int = 0
+    base: Dict[str, Any],
+    epochs: int,
+    learn_rate: float,
+    batch_size: int,
+    eval_frequency: int,
+    train_limit: int = 0,
+    decay_steps: int = 0,
 ) -> Dict[str, Any]:
     """Give the (uninterpolated) config `base` the shared training budget, in
-    place: a fixed number of epochs without early stop, a flat learning rate
-    (a linear decay would need the unknown number of steps), a fixed padded
-    batch size, and optionally only the first `train_limit` train docs.
+    place: a fixed number of epochs without early stop, a fixed padded batch
+    size, optionally only the first `train_limit` train docs, and a learning
+    rate that is flat, or with `decay_steps` > 0 decays linearly from
+    `learn_rate` to 0 over that many steps (no warm-up).
 
     RETURNS (Dict[str, Any]): `base`.
     """
     base["training"].update({"max_epochs": epochs, "max_steps": 0, "patience": 0, "eval_frequency": eval_frequency})
     base["training"]["batcher"]["size"] = batch_size
-    base["training"]["optimizer"]["learn_rate"] = learn_rate
+    if decay_steps > 0:
+        base["training"]["optimizer"]["learn_rate"] = {
+            "@schedules": "warmup_linear.v1",
+            "warmup_steps": 0,
+            "total_steps": decay_steps,
+            "initial_rate": learn_rate,
+        }
+    else:
+        base["training"]["optimizer"]["learn_rate"] = learn_rate
     base["corpora"]["train"]["limit"] = train_limit
     return base
 
@@ -308,6 +337,7 @@ def run(
     encoder: str = typer.Option("minilm", "--encoder", help="'minilm', a model name or a folder"),
     epochs: int = typer.Option(2, "--epochs", help="Epochs for every system"),
     learn_rate: float = typer.Option(1e-4, "--learn-rate", help="Initial learning rate for every system"),
+    schedule: str = typer.Option("flat", "--schedule", help="'flat' learning rate, or 'linear' decay to 0 over the epochs"),
     batch_size: int = typer.Option(1000, "--batch-size", help="Padded batch size in tokens for every system"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
     train_limit: int = typer.Option(0, "--train-limit", help="Train on the first N docs only (0 = all); reported per row"),
@@ -327,9 +357,15 @@ def run(
         msg.fail("spaCy ner cannot predict nested spans", "Leave spacy_ner out of --systems with --nested", exits=1)
     max_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
     msg.info(f"Longest train mention: {max_width} tokens (spancat n-grams 1..{max_width}, binder max_span_width)")
+    if schedule not in ("flat", "linear"):
+        msg.fail(f"Unknown --schedule '{schedule}'", "Use 'flat' or 'linear'", exits=1)
+    decay_steps = 0
+    if schedule == "linear":
+        decay_steps = epochs * batches_per_epoch(corpus_dir / "train.spacy", batch_size, train_limit)
+        msg.info(f"Learning rate {learn_rate} decays linearly to 0 over {decay_steps} steps")
     base = util.load_config(base_config, interpolate=False)
-    # Same schedule for all: a fixed number of epochs, no early stop, flat lr.
-    apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit)
+    # Same schedule for all: a fixed number of epochs, no early stop.
+    apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit, decay_steps)
     if descriptions is not None:
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
@@ -343,6 +379,7 @@ def run(
         )  # fmt: skip
         row["max_span_width"] = max_width
         row["learn_rate"] = learn_rate
+        row["schedule"] = schedule
         row["batch_size"] = batch_size
         row["train_limit"] = train_limit
         rows.append(row)
