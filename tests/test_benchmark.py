@@ -127,6 +127,9 @@ def test_markdown_reports_seconds_per_epoch() -> None:
     }  # fmt: skip
     line = rows_to_markdown([row]).splitlines()[-1]
     assert "| 100 |" in line and "**3.00**" in line
+    # rows without a schedule are from flat-rate runs
+    assert "| 0.0001 flat |" in rows_to_markdown([{**row, "learn_rate": 1e-4}])
+    assert "| 0.0001 → 0 linear |" in rows_to_markdown([{**row, "learn_rate": 1e-4, "schedule": "linear"}])
 
 
 @pytest.mark.slow

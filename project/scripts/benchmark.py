@@ -310,15 +310,18 @@ def merge_rows(old: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[Dic
 def rows_to_markdown(rows: List[Dict[str, Any]]) -> str:
     """A markdown table of the benchmark rows, with train seconds per epoch."""
     lines = [
-        "| Dataset | System | Output scored | Encoder | Epochs | P | R | F | Train s/epoch | Words/s | Peak RSS (MB) |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| Dataset | System | Output scored | Encoder | Epochs | Learning rate | P | R | F | Train s/epoch | Words/s | Peak RSS (MB) |",
+        "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         per_epoch = row["train_seconds"] / max(1, row["epochs"])
         limit = row.get("train_limit") or 0
         dataset = f"{row['dataset']} (first {limit} train docs)" if limit else row["dataset"]
+        rate = row.get("learn_rate")
+        schedule = row.get("schedule", "flat")
+        learn_rate = "" if rate is None else f"{rate:g} flat" if schedule == "flat" else f"{rate:g} → 0 {schedule}"
         lines.append(
-            f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} "
+            f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} | {learn_rate} "
             f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {per_epoch:.0f} "
             f"| {row['words_per_second']:.0f} | {row['peak_rss_mb']:.0f} |"
         )
