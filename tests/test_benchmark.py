@@ -163,9 +163,17 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
         assert row["train_seconds"] > 0 and row["words_per_second"] > 0 and row["peak_rss_mb"] > 50
     assert rows[0]["output"] == "doc.ents" and rows[2]["output"] == 'doc.spans["sc"]'
     assert table.read_text().count("| ncbi_slice |") == 3
-    rerun = subprocess.run(common + ["--systems", "spancat"], capture_output=True, text=True, timeout=600)
+    assert all(row["schedule"] == "flat" and row["seed"] == 0 for row in rows)
+    rerun_args = ["--systems", "spancat", "--schedule", "linear", "--seed", "7"]
+    rerun = subprocess.run(common + rerun_args, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert [row["system"] for row in srsly.read_json(output)] == ["binder_ner", "spacy_ner", "spancat"]
+    rows = srsly.read_json(output)
+    assert [row["system"] for row in rows] == ["binder_ner", "spacy_ner", "spancat"]
+    assert (rows[2]["schedule"], rows[2]["seed"]) == ("linear", 7)
+    spancat_config = util.load_config(tmp_path / "work" / "ncbi_slice" / "spancat" / "config.cfg")
+    decay = spancat_config["training"]["optimizer"]["learn_rate"]
+    assert decay["total_steps"] == 2 * batches_per_epoch(corpus / "train.spacy", 1000)
+    assert spancat_config["system"]["seed"] == 7
     # ner cannot nest: refused with a clear message
     nested = subprocess.run(common + ["--nested"], capture_output=True, text=True, timeout=120)
     assert nested.returncode != 0 and "cannot predict nested spans" in nested.stdout + nested.stderr

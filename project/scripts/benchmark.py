@@ -343,6 +343,7 @@ def run(
     schedule: str = typer.Option("flat", "--schedule", help="'flat' learning rate, or 'linear' decay to 0 over the epochs"),
     batch_size: int = typer.Option(1000, "--batch-size", help="Padded batch size in tokens for every system"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for every system (default: the config's)"),
     train_limit: int = typer.Option(0, "--train-limit", help="Train on the first N docs only (0 = all); reported per row"),
     nested: bool = typer.Option(False, "--nested", help="The corpus is nested: rank binder_ner by doc.spans"),
     descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for binder_ner", exists=True, dir_okay=False),
@@ -369,6 +370,8 @@ def run(
     base = util.load_config(base_config, interpolate=False)
     # Same schedule for all: a fixed number of epochs, no early stop.
     apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit, decay_steps)
+    if seed is not None:
+        base["system"]["seed"] = seed
     if descriptions is not None:
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
@@ -383,6 +386,7 @@ def run(
         row["max_span_width"] = max_width
         row["learn_rate"] = learn_rate
         row["schedule"] = schedule
+        row["seed"] = base["system"]["seed"]
         row["batch_size"] = batch_size
         row["train_limit"] = train_limit
         rows.append(row)
