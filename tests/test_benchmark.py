@@ -100,8 +100,12 @@ def test_batches_per_epoch_counts_padded_batches(tmp_path: Path) -> None:
     vocab = spacy.blank("en").vocab
     docs = [Doc(vocab, words=["a"] * 4) for _ in range(10)] + [Doc(vocab, words=["b"] * 40) for _ in range(3)]
     DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
-    assert batches_per_epoch(tmp_path / "train.spacy", batch_size=100) == 3
-    assert batches_per_epoch(tmp_path / "train.spacy", batch_size=100, train_limit=10) == 1
+    padded = {"@batchers": "spacy.batch_by_padded.v1", "size": 100, "buffer": 256, "discard_oversize": False, "get_length": None}
+    assert batches_per_epoch(tmp_path / "train.spacy", padded) == 3
+    assert batches_per_epoch(tmp_path / "train.spacy", padded, train_limit=10) == 1
+    # the config's own batcher, whichever it is: by words (no padding), 40 + 120 tokens
+    by_words = {"@batchers": "spacy.batch_by_words.v1", "size": 100, "tolerance": 0.0, "discard_oversize": False, "get_length": None}
+    assert batches_per_epoch(tmp_path / "train.spacy", by_words) == 2
 
 
 def test_primary_scores_pick_the_output_that_fits_the_corpus() -> None:
@@ -172,7 +176,8 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     assert (rows[2]["schedule"], rows[2]["seed"]) == ("linear", 7)
     spancat_config = util.load_config(tmp_path / "work" / "ncbi_slice" / "spancat" / "config.cfg")
     decay = spancat_config["training"]["optimizer"]["learn_rate"]
-    assert decay["total_steps"] == 2 * batches_per_epoch(corpus / "train.spacy", 1000)
+    batcher = {**spancat_config["training"]["batcher"], "size": 1000}
+    assert decay["total_steps"] == 2 * batches_per_epoch(corpus / "train.spacy", batcher)
     assert spancat_config["system"]["seed"] == 7
     # ner cannot nest: refused with a clear message
     nested = subprocess.run(common + ["--nested"], capture_output=True, text=True, timeout=120)

@@ -216,18 +216,20 @@ def run_one(
     srsly.write_json(row_path, row)
 
 
-def batches_per_epoch(train_path: Path, batch_size: int, train_limit: int = 0) -> int:
-    """How many batches spaCy's padded batcher (size `batch_size` tokens,
-    buffer 256) makes of the train docs in one epoch (the docs in file order;
-    shuffling moves this by a batch or two)."""
+def batches_per_epoch(train_path: Path, batcher_config: Dict[str, Any], train_limit: int = 0) -> int:
+    """How many batches the config's batcher (`[training.batcher]`, resolved)
+    makes of the train docs in one epoch (the docs in file order; shuffling
+    moves this by a batch or two)."""
+    import spacy.training  # noqa: F401  (registers spaCy's batchers)
+    from spacy import util
     from spacy.tokens import DocBin
-    from spacy.training.batchers import minibatch_by_padded_size
     from spacy.vocab import Vocab
 
+    batcher = util.registry.resolve({"batcher": batcher_config})["batcher"]
     docs = list(DocBin().from_disk(train_path).get_docs(Vocab()))
     if train_limit:
         docs = docs[:train_limit]
-    return sum(1 for _ in minibatch_by_padded_size(docs, size=batch_size, buffer=256, discard_oversize=False))
+    return sum(1 for _ in batcher(docs))
 
 
 def apply_budget(
@@ -363,11 +365,12 @@ def run(
     msg.info(f"Longest train mention: {max_width} tokens (spancat n-grams 1..{max_width}, binder max_span_width)")
     if schedule not in ("flat", "linear"):
         msg.fail(f"Unknown --schedule '{schedule}'", "Use 'flat' or 'linear'", exits=1)
+    base = util.load_config(base_config, interpolate=False)
     decay_steps = 0
     if schedule == "linear":
-        decay_steps = epochs * batches_per_epoch(corpus_dir / "train.spacy", batch_size, train_limit)
+        batcher = {**base["training"]["batcher"], "size": batch_size}
+        decay_steps = epochs * batches_per_epoch(corpus_dir / "train.spacy", batcher, train_limit)
         msg.info(f"Learning rate {learn_rate} decays linearly to 0 over {decay_steps} steps")
-    base = util.load_config(base_config, interpolate=False)
     # Same schedule for all: a fixed number of epochs, no early stop.
     apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit, decay_steps)
     if seed is not None:
