@@ -8,7 +8,6 @@ import spacy
 import srsly
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from spacy.util import fix_random_seed
 
 from spacy_binder import BinderNER
 from util import DESCRIPTIONS, NESTED_DATA, check_invariants, cnn_pipeline, make_examples, span_tuples, train
@@ -286,10 +285,9 @@ def test_displacy_span_view_and_doc_longer_than_transformer_window(tiny_bert_pat
 
     sentence = "the University of Paris hired Anna Berg ."
     gold = [(1, 4, "ORG"), (3, 4, "LOC"), (5, 7, "PER")]
-    # Seeded, and trained on the sentence itself, so that what is checked is
-    # the windowing, not whether a tiny random model happened to generalise
-    # (a 40-step run without either missed PER on another CPU).
-    fix_random_seed(0)
+    # Trained on the sentence itself (and seeded by conftest), so that what is
+    # checked is the windowing, not whether a tiny random model happened to
+    # generalise (a 40-step run without either missed PER on another CPU).
     nlp = transformer_pipeline(tiny_bert_path, window=16, stride=12)
     train(nlp, make_examples(nlp, NESTED_DATA + [(sentence, gold)]), 60, descriptions=DESCRIPTIONS)
     assert set(gold) <= set(span_tuples(nlp(sentence)))

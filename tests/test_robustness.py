@@ -183,7 +183,6 @@ def test_peak_memory_grows_linearly_with_doc_length(tmp_path):
     import subprocess
     import sys
 
-    fix_random_seed(0)
     nlp = cnn_pipeline()
     train(nlp, make_examples(nlp, NESTED_DATA), 5)
     nlp.to_disk(tmp_path / "m")
