@@ -53,10 +53,14 @@ def test_other_systems_share_everything_but_the_component(system: str) -> None:
 
 def test_binder_system_uses_the_suggester_width() -> None:
     base = util.load_config(BINDER_NCBI, interpolate=False)
-    config = system_config(base, "binder_ner", max_width=7, spans_key="spans")
+    config = system_config(base, "binder_ner", max_width=7, spans_key="spans", nested=True)
     assert config["components"]["binder_ner"]["max_span_width"] == 7
     assert config["components"]["binder_ner"]["spans_key"] == "spans"
+    # model-best is picked by the output the row reports: nested spans here,
+    # doc.ents (as for spaCy ner) on a flat corpus
     assert config["training"]["score_weights"] == {"spans_spans_f": 1.0}
+    flat = system_config(base, "binder_ner", max_width=7, spans_key="spans")
+    assert flat["training"]["score_weights"] == {"ents_f": 1.0}
     with pytest.raises(ValueError, match="Unknown system"):
         system_config(base, "crf", 7, "sc")
 

@@ -54,7 +54,9 @@ def _listener(base: Dict[str, Any]) -> Dict[str, Any]:
     return copy.deepcopy(base["components"]["binder_ner"]["model"]["text_encoder"])
 
 
-def system_config(base: Dict[str, Any], system: str, max_width: int, spans_key: str) -> Dict[str, Any]:
+def system_config(
+    base: Dict[str, Any], system: str, max_width: int, spans_key: str, nested: bool = False
+) -> Dict[str, Any]:
     """A training config for `system` made from the (uninterpolated) BINDER
     config `base`: same encoder component, corpora and [training]; only
     binder_ner is swapped for the other component, with the same listener,
@@ -64,6 +66,8 @@ def system_config(base: Dict[str, Any], system: str, max_width: int, spans_key: 
     system (str): One of SYSTEMS.
     max_width (int): The longest span to consider (binder_ner and spancat).
     spans_key (str): The doc.spans key of gold and predictions.
+    nested (bool): The corpus is nested, so binder_ner is ranked (and its
+        model-best picked) by doc.spans rather than doc.ents.
     RETURNS (Dict[str, Any]): The new config.
     """
     if system not in SYSTEMS:
@@ -73,7 +77,9 @@ def system_config(base: Dict[str, Any], system: str, max_width: int, spans_key: 
     if system == "binder_ner":
         components["binder_ner"]["max_span_width"] = max_width
         components["binder_ner"]["spans_key"] = spans_key
-        weights = {f"spans_{spans_key}_f": 1.0}
+        # model-best is picked by the output the system is ranked by (see
+        # primary_scores): doc.ents on a flat corpus, like spaCy ner
+        weights = {f"spans_{spans_key}_f": 1.0} if nested else {"ents_f": 1.0}
     else:
         listener = _listener(base)
         del components["binder_ner"]
@@ -383,7 +389,7 @@ def run(
     for system in chosen:
         msg.divider(f"{system} on {dataset}")
         row = run_system(
-            system, system_config(base, system, max_width, spans_key), corpus_dir, work_dir / dataset / system,
+            system, system_config(base, system, max_width, spans_key, nested), corpus_dir, work_dir / dataset / system,
             dataset=dataset, encoder=encoder, spans_key=spans_key, gpu_id=gpu_id, nested=nested,
         )  # fmt: skip
         row["max_span_width"] = max_width
