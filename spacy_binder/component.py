@@ -493,7 +493,8 @@ class BinderNER(TrainablePipe):
         if nlp is None or self.spans_key == "sc":
             return
         weights = nlp.config.get("training", {}).get("score_weights", {})
-        if f"spans_{self.spans_key}_f" not in weights:
+        # picking model-best by the flat doc.ents F-score is a choice too
+        if f"spans_{self.spans_key}_f" not in weights and not weights.get("ents_f"):
             warnings.warn(
                 f"[binder_ner] spans_key is '{self.spans_key}', but "
                 "[training.score_weights] has no "

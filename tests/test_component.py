@@ -353,3 +353,14 @@ def test_labels_added_before_initialize_are_kept():
     nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
     assert binder.labels == ("DATE", "LOC", "ORG", "PER")
     assert binder.descriptions["DATE"] == "A date."
+
+
+def test_custom_spans_key_selected_by_ents_is_not_warned_about():
+    """Picking model-best by doc.ents F (a flat corpus) is a choice, not a
+    forgotten spans_<key>_f score weight."""
+    nlp = cnn_pipeline(spans_key="nested")
+    nlp.config["training"]["score_weights"] = {"ents_f": 1.0}
+    examples = make_examples(nlp, NESTED_DATA, spans_key="nested")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nlp.initialize(lambda: examples)
