@@ -58,20 +58,25 @@ def test_binder_system_uses_the_suggester_width() -> None:
     assert config["components"]["binder_ner"]["spans_key"] == "spans"
     # model-best is picked by the output the row reports: nested spans here,
     # doc.ents (as for spaCy ner) on a flat corpus
-    assert config["training"]["score_weights"] == {"spans_spans_f": 1.0}
+    assert config["training"]["score_weights"] == {"spans_spans_f": 1.0, "spans_sc_f": 0.0, "ents_f": 0.0}
     flat = system_config(base, "binder_ner", max_width=7, spans_key="spans")
-    assert flat["training"]["score_weights"] == {"ents_f": 1.0}
+    assert flat["training"]["score_weights"] == {"ents_f": 1.0, "spans_sc_f": 0.0, "spans_spans_f": 0.0}
     with pytest.raises(ValueError, match="Unknown system"):
         system_config(base, "crf", 7, "sc")
 
 
-@pytest.mark.parametrize("system", SYSTEMS)
-def test_system_configs_build_a_pipeline(system: str) -> None:
+@pytest.mark.parametrize("system,nested", [(s, False) for s in SYSTEMS] + [("binder_ner", True)])
+def test_system_configs_build_a_pipeline(system: str, nested: bool) -> None:
     """With the tiny config (tok2vec instead of a transformer) every derived
-    config builds and initializes."""
+    config builds and initializes, and once spaCy has merged in the
+    factories' default score weights, model-best is still picked by the one
+    F-score the system's row reports."""
     base = util.load_config(BINDER_TINY, interpolate=False)
-    config = util.Config(system_config(base, system, max_width=3, spans_key="sc")).interpolate()
+    config = util.Config(system_config(base, system, max_width=3, spans_key="sc", nested=nested)).interpolate()
     nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
+    weights = nlp.config["training"]["score_weights"]
+    primary = "spans_sc_f" if system == "spancat" or nested else "ents_f"
+    assert {key for key, weight in weights.items() if weight} == {primary}
     doc = Doc(nlp.vocab, words=["Mutations", "cause", "breast", "cancer", "."])
     doc.spans["sc"] = [Span(doc, 2, 4, "Disease")]
     doc.ents = [Span(doc, 2, 4, "Disease")]

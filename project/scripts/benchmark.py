@@ -78,8 +78,12 @@ def system_config(
         components["binder_ner"]["max_span_width"] = max_width
         components["binder_ner"]["spans_key"] = spans_key
         # model-best is picked by the output the system is ranked by (see
-        # primary_scores): doc.ents on a flat corpus, like spaCy ner
-        weights = {f"spans_{spans_key}_f": 1.0} if nested else {"ents_f": 1.0}
+        # primary_scores): doc.ents on a flat corpus, like spaCy ner. spaCy
+        # adds the factory's default weights (spans_sc_f = 1.0) to these, so
+        # every other F-score gets an explicit 0.
+        primary = f"spans_{spans_key}_f" if nested else "ents_f"
+        weights = {key: 0.0 for key in ("ents_f", "spans_sc_f", f"spans_{spans_key}_f")}
+        weights[primary] = 1.0
     else:
         listener = _listener(base)
         del components["binder_ner"]
