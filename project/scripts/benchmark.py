@@ -77,11 +77,10 @@ def system_config(
     if system == "binder_ner":
         components["binder_ner"]["max_span_width"] = max_width
         components["binder_ner"]["spans_key"] = spans_key
-        # model-best is picked by the output the system is ranked by (see
-        # primary_scores): doc.ents on a flat corpus, like spaCy ner. spaCy
-        # adds the factory's default weights (spans_sc_f = 1.0) to these, so
-        # every other F-score gets an explicit 0.
-        primary = f"spans_{spans_key}_f" if nested else "ents_f"
+        # model-best is picked by the output the row ranks it by. spaCy adds
+        # the factory's default weights (spans_sc_f = 1.0) to these, so every
+        # other F-score gets an explicit 0.
+        primary = f"{primary_prefix(system, nested, spans_key)}_f"
         weights = {key: 0.0 for key in ("ents_f", "spans_sc_f", f"spans_{spans_key}_f")}
         weights[primary] = 1.0
     else:
@@ -128,17 +127,23 @@ def system_config(
     return config
 
 
+def primary_prefix(system: str, nested: bool, spans_key: str) -> str:
+    """The prefix of the scores a system is ranked by: on a flat corpus the
+    flat output (doc.ents) of binder_ner and ner, on a nested one the nested
+    spans; spancat only has doc.spans (which may overlap, even on a flat
+    corpus)."""
+    if system == "spancat" or (system == "binder_ner" and nested):
+        return f"spans_{spans_key}"
+    return "ents"
+
+
 def primary_scores(system: str, scores: Dict[str, Any], nested: bool, spans_key: str) -> Dict[str, float]:
-    """The P/R/F a system is ranked by: on a flat corpus the flat output
-    (doc.ents) of binder_ner and ner, on a nested one the nested spans; spancat
-    only has doc.spans (which may overlap, even on a flat corpus).
+    """The P/R/F a system is ranked by (see primary_prefix).
 
     RETURNS (Dict[str, float]): {"output", "p", "r", "f"}; scores in percent.
     """
-    if system == "spancat" or (system == "binder_ner" and nested):
-        prefix, output = f"spans_{spans_key}", f'doc.spans["{spans_key}"]'
-    else:
-        prefix, output = "ents", "doc.ents"
+    prefix = primary_prefix(system, nested, spans_key)
+    output = "doc.ents" if prefix == "ents" else f'doc.spans["{spans_key}"]'
     if scores.get(f"{prefix}_f") is None:
         raise ValueError(f"No {prefix}_* scores for {system}: got {sorted(scores)}")
     return {"output": output, **{k: round(100 * float(scores[f"{prefix}_{k}"]), 2) for k in ("p", "r", "f")}}
