@@ -24,6 +24,8 @@ import srsly
 import typer
 from wasabi import msg
 
+from devices import device_name, gpu_peak_mb, synchronize
+
 SCRIPTS = Path(__file__).parent
 SYSTEMS = ("binder_ner", "spacy_ner", "spancat")
 COMPONENT = {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}
@@ -163,6 +165,7 @@ def words_per_second(nlp, docs, batch_size: int = 32, warmup: int = 16) -> float
     n_words = sum(len(doc) for doc in docs)
     start = time.perf_counter()
     list(nlp.pipe(fresh_docs(nlp, docs), batch_size=batch_size))
+    synchronize()
     return n_words / (time.perf_counter() - start)
 
 
@@ -226,6 +229,8 @@ def run_one(
         "train_seconds": round(train_seconds, 1),
         "words_per_second": round(words_per_second(nlp, gold), 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "device": device_name(),
+        **({} if gpu_peak_mb() is None else {"peak_gpu_mb": round(gpu_peak_mb(), 1)}),
         "scores": {k: v for k, v in scores.items() if k.endswith(("_p", "_r", "_f"))},
     }
     srsly.write_json(row_path, row)

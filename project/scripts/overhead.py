@@ -23,6 +23,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.util import minibatch
 from wasabi import msg
 
+from devices import device_name, synchronize
+
 TRANSFORMER = "transformer"
 BINDER = "binder_ner"
 
@@ -52,6 +54,7 @@ def timed_pipe(nlp: Language, docs: List[Doc], batch_size: int) -> Tuple[float, 
     """Seconds for `nlp.pipe` over `docs`, and the processed docs."""
     start = time.perf_counter()
     out = list(nlp.pipe(docs, batch_size=batch_size))
+    synchronize()
     return time.perf_counter() - start, out
 
 
@@ -63,6 +66,7 @@ def time_binder(nlp: Language, docs: List[Doc], batch_size: int) -> float:
     for batch in minibatch(docs, size=batch_size):
         batch = list(batch)
         binder.set_annotations(batch, binder.predict(batch))
+    synchronize()
     return time.perf_counter() - start
 
 
@@ -120,6 +124,7 @@ def main(
     ratio = best["transformer_only"] / best["full"]  # = wps_full / wps_transformer_only
     result = {
         "model": str(model),
+        "device": device_name(),
         "docs": str(docs_path),
         "n_docs": len(words),
         "words": n_words,

@@ -31,6 +31,8 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
+from devices import device_name, gpu_allocated_mb, gpu_peak_mb, reset_gpu_peak, synchronize
+
 MEASURE_ONE = "measure-one"
 WARMUP_TOKENS = 64
 SENTENCES = [
@@ -115,12 +117,18 @@ def measure_one(
     warmup = doc[:n_warmup]
     nlp(Doc(nlp.vocab, words=[t.text for t in warmup], sent_starts=[bool(t.is_sent_start) for t in warmup]))
     gc.collect()
+    gpu_before = gpu_allocated_mb()  # what the loaded pipeline holds on the GPU
+    reset_gpu_peak()
     hwm_reset = reset_peak_rss()
     before_kb = read_status_kb("VmHWM")
     start = time.perf_counter()
     nlp(doc)
+    synchronize()
     seconds = time.perf_counter() - start
     after_kb = read_status_kb("VmHWM")
+    gpu_fields = {}
+    if gpu_before is not None:
+        gpu_fields = {"peak_gpu_increase_mb": round(gpu_peak_mb() - gpu_before, 2), "device": device_name()}
     srsly.write_json(
         result_path,
         {
@@ -130,6 +138,7 @@ def measure_one(
             "peak_rss_increase_mb": round((after_kb - before_kb) / 1024, 2),
             "rss_before_mb": round(before_kb / 1024, 1),
             "hwm_reset": hwm_reset,
+            **gpu_fields,
         },
     )
 
@@ -156,7 +165,7 @@ def fit_exponent(rows: List[Dict[str, Any]], key: str, min_tokens: int) -> Optio
     points: List[Tuple[float, float]] = [
         (math.log(row["tokens"]), math.log(row[key]))
         for row in rows
-        if row["tokens"] >= min_tokens and row[key] > 0
+        if row["tokens"] >= min_tokens and row.get(key, 0) > 0
     ]
     if len({x for x, _ in points}) < 2:
         return None
@@ -191,7 +200,8 @@ def main(
     for size in parse_sizes(sizes):
         row = run_size(model, build_doc(vocab, sources, size), gpu_id)
         rows.append(row)
-        msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS")
+        gpu = f", +{row['peak_gpu_increase_mb']:.1f} MB peak GPU" if "peak_gpu_increase_mb" in row else ""
+        msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS{gpu}")
     if not all(row["hwm_reset"] for row in rows):
         msg.warn("Could not reset VmHWM: the memory increases are against the peak after warm-up")
     result = {
@@ -200,6 +210,7 @@ def main(
         "rows": rows,
         "time_exponent": fit_exponent(rows, "seconds", fit_min_tokens),
         "memory_exponent": fit_exponent(rows, "peak_rss_increase_mb", fit_min_tokens),
+        "gpu_memory_exponent": fit_exponent(rows, "peak_gpu_increase_mb", fit_min_tokens),
         "fit_min_tokens": fit_min_tokens,
     }
     output_path.parent.mkdir(parents=True, exist_ok=True)
