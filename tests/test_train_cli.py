@@ -10,6 +10,8 @@ from spacy.tokens import DocBin
 
 from spacy_binder.toy_corpus import corpus_stats
 
+from util import requires_gpu
+
 CONFIGS = Path(__file__).parent.parent / "configs"
 
 
@@ -27,7 +29,9 @@ def toy_corpus(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_spacy_train_tiny_config_beats_what_no_flat_model_can_reach(toy_corpus, tmp_path):
+# -1: CPU; 0: `spacy train --gpu-id 0`, where a GPU is visible
+@pytest.mark.parametrize("gpu_id", [pytest.param(-1, id="cpu"), pytest.param(0, marks=requires_gpu, id="gpu")])
+def test_spacy_train_tiny_config_beats_what_no_flat_model_can_reach(toy_corpus, tmp_path, gpu_id):
     """The bar: the dev names never occur in train, so a string dictionary
     recalls nothing; and no flat (non-overlapping) output can recall more
     than `flat_recall_bound` of the nested gold (about 0.70 here), so no
@@ -37,6 +41,7 @@ def test_spacy_train_tiny_config_beats_what_no_flat_model_can_reach(toy_corpus, 
     result = run(
         "-m", "spacy", "train", str(CONFIGS / "binder_tiny.cfg"), "--output", str(output),
         "--paths.train", str(toy_corpus / "train.spacy"), "--paths.dev", str(toy_corpus / "dev.spacy"),
+        "--gpu-id", str(gpu_id),
     )
     nlp = spacy.load(output / "model-best")
     dev_docs = list(DocBin().from_disk(toy_corpus / "dev.spacy").get_docs(nlp.vocab))

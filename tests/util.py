@@ -2,11 +2,25 @@
 from typing import Dict, List, Optional, Tuple
 
 import numpy
+import pytest
 
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+
+
+
+def gpu_available() -> bool:
+    """A CUDA GPU that both cupy (thinc's ops) and torch can use."""
+    import torch
+    from thinc.util import has_cupy_gpu
+
+    return bool(has_cupy_gpu) and torch.cuda.is_available()
+
+
+# CI machines have no GPU; these tests run where one is visible.
+requires_gpu = pytest.mark.skipif(not gpu_available(), reason="needs a CUDA GPU visible to cupy and torch")
 
 CNN_TEXT_ENCODER = {
     "@architectures": "spacy.HashEmbedCNN.v2",
