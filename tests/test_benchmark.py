@@ -174,6 +174,7 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
         assert row["dataset"] == "ncbi_slice" and row["epochs"] == 2 and row["max_span_width"] == longest
         assert 0.0 <= row["p"] <= 100.0 and 0.0 <= row["r"] <= 100.0 and 0.0 <= row["f"] <= 100.0
         assert row["train_seconds"] > 0 and row["words_per_second"] > 0 and row["peak_rss_mb"] > 50
+        assert row["device"] == "cpu" and "peak_gpu_mb" not in row
     assert rows[0]["output"] == "doc.ents" and rows[2]["output"] == 'doc.spans["sc"]'
     assert table.read_text().count("| ncbi_slice |") == 3
     assert all(row["schedule"] == "flat" and row["seed"] == 0 for row in rows)

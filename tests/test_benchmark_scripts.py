@@ -65,6 +65,7 @@ def test_overhead(trained, tmp_path):
     )
     assert result["overhead_pct"] == pytest.approx(100 * (1 - result["ratio"]), abs=0.02)
     assert 0 < result["binder_seconds_share"] < 1
+    assert result["device"] == "cpu"
 
 
 def test_scaling_build_doc():
@@ -105,6 +106,9 @@ def test_scaling(trained, tmp_path):
     assert [row["tokens"] for row in rows] == sorted({row["tokens"] for row in rows})
     assert isinstance(result["time_exponent"], float) and math.isfinite(result["time_exponent"]), result
     # null only when fewer than two sizes added measurable memory
+    # on the CPU: no GPU figures, and no GPU exponent fitted from missing values
+    assert not any("peak_gpu_increase_mb" in row for row in rows)
+    assert result["gpu_memory_exponent"] is None
     if sum(row["peak_rss_increase_mb"] > 0 for row in rows) >= 2:
         assert isinstance(result["memory_exponent"], float) and math.isfinite(result["memory_exponent"]), result
     else:

@@ -18,11 +18,19 @@ def _cuda_in_use() -> bool:
 
 
 def synchronize() -> None:
-    """Wait until all queued GPU work is done (no-op on CPU)."""
+    """Wait until all queued GPU work is done, torch's and cupy's (a pipeline
+    without torch layers runs on cupy alone); no-op on CPU."""
+    import sys
+
     if _cuda_in_use():
         import torch
 
         torch.cuda.synchronize()
+    elif "cupy" in sys.modules:
+        from thinc.api import CupyOps, get_current_ops
+
+        if isinstance(get_current_ops(), CupyOps):
+            sys.modules["cupy"].cuda.Device().synchronize()
 
 
 def reset_gpu_peak() -> None:
