@@ -105,10 +105,10 @@ def test_scaling(trained, tmp_path):
         assert row["sentences"] >= size // 7
     assert [row["tokens"] for row in rows] == sorted({row["tokens"] for row in rows})
     assert isinstance(result["time_exponent"], float) and math.isfinite(result["time_exponent"]), result
-    # null only when fewer than two sizes added measurable memory
     # on the CPU: no GPU figures, and no GPU exponent fitted from missing values
     assert not any("peak_gpu_increase_mb" in row for row in rows)
     assert result["gpu_memory_exponent"] is None
+    # null only when fewer than two sizes added measurable memory
     if sum(row["peak_rss_increase_mb"] > 0 for row in rows) >= 2:
         assert isinstance(result["memory_exponent"], float) and math.isfinite(result["memory_exponent"]), result
     else:

@@ -1,18 +1,13 @@
 """binder_ner on a GPU: it learns there, and a pipeline moves between the
 devices without changing its predictions. Skipped where no CUDA GPU is
 visible (CI has none); `spacy train --gpu-id 0` is covered in test_train_cli.py."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy
 import pytest
 import spacy
 import torch
 from thinc.api import CupyOps, get_current_ops
 
-from util import DESCRIPTIONS, NESTED_DATA, make_examples, requires_gpu, span_tuples
+from util import DESCRIPTIONS, NESTED_DATA, make_examples, predictions, predictions_in_subprocess, requires_gpu
 from util import train, transformer_pipeline
 
 pytestmark = requires_gpu
@@ -21,16 +16,6 @@ TEXTS = [text for text, _ in NESTED_DATA]
 # Same weights, different arithmetic (cuBLAS vs CPU BLAS): scores agree to
 # float32 round-off, amplified a little by 2 transformer layers and the head.
 SCORE_ATOL = 1e-4
-
-PREDICT_SCRIPT = (
-    "import json, sys, spacy\n"
-    "if sys.argv[3] == 'gpu':\n"
-    "    spacy.require_gpu(0)\n"
-    "nlp = spacy.load(sys.argv[1])\n"
-    "out = [{'spans': [[s.start, s.end, s.label_] for s in d.spans['sc']],"
-    " 'scores': d.spans['sc'].attrs['scores'].tolist()} for d in nlp.pipe(json.loads(sys.argv[2]))]\n"
-    "print(json.dumps(out))\n"
-)
 
 
 @pytest.fixture
@@ -42,31 +27,14 @@ def on_gpu():
         spacy.require_cpu()
 
 
-def predictions(nlp):
-    return [
-        {"spans": span_tuples(doc), "scores": doc.spans["sc"].attrs["scores"].tolist()}
-        for doc in nlp.pipe(TEXTS)
-    ]
-
-
-def predict_in_subprocess(path, device: str):
-    """Predictions of the saved pipeline at `path`, loaded in a fresh process
-    on `device` ('cpu': no GPU visible at all, 'gpu')."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    result = subprocess.run(
-        [sys.executable, "-c", PREDICT_SCRIPT, str(path), json.dumps(TEXTS), device],
-        capture_output=True, text=True, env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def assert_close(expected, got):
     for exp, out in zip(expected, got):
         assert [tuple(s) for s in out["spans"]] == [tuple(s) for s in exp["spans"]]
         numpy.testing.assert_allclose(out["scores"], exp["scores"], atol=SCORE_ATOL)
+
+
+def torch_shims(model):
+    return [shim for node in model.walk() for shim in node.shims if hasattr(shim, "_model")]
 
 
 def test_trains_on_gpu_and_predicts_the_same_on_cpu(on_gpu, tiny_bert_path, tmp_path):
@@ -76,26 +44,22 @@ def test_trains_on_gpu_and_predicts_the_same_on_cpu(on_gpu, tiny_bert_path, tmp_
     binder = nlp.get_pipe("binder_ner")
     # it really ran on the GPU: thinc's ops and every torch weight
     assert isinstance(get_current_ops(), CupyOps) and isinstance(binder.model.ops, CupyOps)
-    devices = {p.device.type for shim in _torch_shims(binder.model) for p in shim._model.parameters()}
+    devices = {p.device.type for shim in torch_shims(binder.model) for p in shim._model.parameters()}
     assert devices == {"cuda"}
     assert nlp.evaluate(examples)["spans_sc_f"] == 1.0
-    expected = predictions(nlp)
+    expected = predictions(nlp, TEXTS)
     nlp.to_disk(tmp_path / "pipeline")
-    assert_close(expected, predict_in_subprocess(tmp_path / "pipeline", "cpu"))
+    assert_close(expected, predictions_in_subprocess(tmp_path / "pipeline", TEXTS, "cpu"))
 
 
 def test_cpu_trained_pipeline_predicts_the_same_on_gpu(tiny_bert_path, tmp_path):
     nlp = transformer_pipeline(tiny_bert_path)
     assert not isinstance(get_current_ops(), CupyOps)
     train(nlp, make_examples(nlp, NESTED_DATA), 60, descriptions=DESCRIPTIONS)
-    expected = predictions(nlp)
+    expected = predictions(nlp, TEXTS)
     assert any(item["spans"] for item in expected)
     nlp.to_disk(tmp_path / "pipeline")
-    assert_close(expected, predict_in_subprocess(tmp_path / "pipeline", "gpu"))
-
-
-def _torch_shims(model):
-    return [shim for node in model.walk() for shim in node.shims if hasattr(shim, "_model")]
+    assert_close(expected, predictions_in_subprocess(tmp_path / "pipeline", TEXTS, "gpu"))
 
 
 def test_gpu_memory_is_released_between_batches(on_gpu, tiny_bert_path):

@@ -1,17 +1,13 @@
 """binder_ner can learn small corpora perfectly, nested and flat, and a saved
 pipeline predicts exactly what the trained one did."""
-import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy
 import pytest
 import spacy
 
 from util import DESCRIPTIONS, FLAT_DATA, NESTED_DATA, cnn_pipeline, make_examples
-from util import span_tuples, train, transformer_pipeline
+from util import predictions, predictions_in_subprocess, span_tuples, train, transformer_pipeline
 
 
 def overlapping_pairs(doc, key="sc"):
@@ -69,27 +65,11 @@ def test_overfit_nested_transformer_and_reload_offline(tiny_bert_path, tmp_path)
     binder = nlp.get_pipe("binder_ner")
     assert binder.descriptions == DESCRIPTIONS and set(binder.labels) == set(DESCRIPTIONS)
     texts = [text for text, _ in NESTED_DATA]
-    expected = [
-        {"spans": span_tuples(doc), "scores": doc.spans["sc"].attrs["scores"].tolist()}
-        for doc in nlp.pipe(texts)
-    ]
+    expected = predictions(nlp, texts)
     assert any(overlapping_pairs(doc) for doc in nlp.pipe(texts))
     nlp.to_disk(tmp_path / "pipeline")
     shutil.rmtree(model_dir)
-    script = (
-        "import json, sys, spacy\n"
-        "nlp = spacy.load(sys.argv[1])\n"
-        "texts = json.loads(sys.argv[2])\n"
-        "out = [{'spans': [[s.start, s.end, s.label_] for s in d.spans['sc']],"
-        " 'scores': d.spans['sc'].attrs['scores'].tolist()} for d in nlp.pipe(texts)]\n"
-        "print(json.dumps(out))\n"
-    )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "pipeline"), json.dumps(texts)],
-        capture_output=True, text=True, env=env, check=True,
-    )
-    reloaded = json.loads(result.stdout.strip().splitlines()[-1])
+    reloaded = predictions_in_subprocess(tmp_path / "pipeline", texts)
     for exp, got in zip(expected, reloaded):
         assert [tuple(s) for s in got["spans"]] == exp["spans"]
         assert got["scores"] == exp["scores"]

@@ -1,4 +1,9 @@
 """Small pipelines and hand-made corpora shared by the tests."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy
@@ -8,7 +13,6 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-
 
 
 def gpu_available() -> bool:
@@ -138,6 +142,42 @@ def update(nlp: Language, examples: List[Example], optimizer) -> Dict[str, float
 
 def span_tuples(doc: Doc, key: str = "sc"):
     return [(s.start, s.end, s.label_) for s in doc.spans[key]]
+
+
+def predictions(nlp: Language, texts: List[str], key: str = "sc") -> List[dict]:
+    """{"spans": [(start, end, label)], "scores": [...]} of doc.spans[key] per text."""
+    return [
+        {"spans": span_tuples(doc, key), "scores": doc.spans[key].attrs["scores"].tolist()}
+        for doc in nlp.pipe(texts)
+    ]
+
+
+PREDICT_SCRIPT = """
+import json, sys, spacy
+if sys.argv[3] == "gpu":
+    spacy.require_gpu(0)
+nlp = spacy.load(sys.argv[1])
+out = [
+    {"spans": [[s.start, s.end, s.label_] for s in d.spans["sc"]], "scores": d.spans["sc"].attrs["scores"].tolist()}
+    for d in nlp.pipe(json.loads(sys.argv[2]))
+]
+print(json.dumps(out))
+"""
+
+
+def predictions_in_subprocess(path: Path, texts: List[str], device: str = "default") -> List[dict]:
+    """`predictions` of the saved pipeline at `path` (doc.spans["sc"]), loaded
+    in a fresh process with the hub offline. device: 'default' (thinc's
+    default, the CPU), 'cpu' (no GPU visible at all) or 'gpu'."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    result = subprocess.run(
+        [sys.executable, "-c", PREDICT_SCRIPT, str(path), json.dumps(texts), device],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def check_invariants(doc: Doc, key: str = "sc") -> None:

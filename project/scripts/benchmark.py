@@ -220,6 +220,8 @@ def run_one(
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in gold]
     scores = nlp.evaluate(examples)
     config = spacy.util.load_config(config_path)
+    speed = words_per_second(nlp, gold)
+    gpu_peak = gpu_peak_mb()  # over training and inference; None on CPU
     row = {
         "system": system,
         "dataset": dataset,
@@ -227,10 +229,10 @@ def run_one(
         "epochs": config["training"]["max_epochs"],
         **primary_scores(system, scores, nested, spans_key),
         "train_seconds": round(train_seconds, 1),
-        "words_per_second": round(words_per_second(nlp, gold), 1),
+        "words_per_second": round(speed, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "device": device_name(),
-        **({} if gpu_peak_mb() is None else {"peak_gpu_mb": round(gpu_peak_mb(), 1)}),
+        **({} if gpu_peak is None else {"peak_gpu_mb": round(gpu_peak, 1)}),
         "scores": {k: v for k, v in scores.items() if k.endswith(("_p", "_r", "_f"))},
     }
     srsly.write_json(row_path, row)
