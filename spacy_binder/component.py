@@ -18,9 +18,9 @@ from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 from .descriptions import DescriptionsT, resolve_descriptions
 from .model import BinderOutput, get_head
 from .scorer import binder_score
-from .spans import align_gold, decode_spans, enumerate_candidates, get_gold_spans
+from .spans import DECISIONS, align_gold, decode_spans, enumerate_candidates, get_gold_spans
 from .spans import greedy_flat
-from .torch_binder import SPAN, BinderScores, LossWeights, binder_loss
+from .torch_binder import BinderScores, LossWeights, binder_loss
 from .type_encoders import description_encoder_name, set_encoder_name
 
 DEFAULT_MODEL_CONFIG = """
@@ -46,7 +46,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
 # Settings given to the factory; they win over the values saved with a
 # pipeline so that config overrides at load time take effect.
-SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "set_ents", "set_spans")
+SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "decision", "set_ents", "set_spans")
 
 
 @Language.factory(
@@ -57,6 +57,7 @@ SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "set_ents", "set_
         "spans_key": "sc",
         "max_span_width": 30,
         "threshold_offset": 0.0,
+        "decision": "joint",
         "set_ents": True,
         "set_spans": True,
         "loss": {"@misc": "spacy-binder.BinderLoss.v1"},
@@ -78,6 +79,7 @@ def make_binder_ner(
     spans_key: str,
     max_span_width: int,
     threshold_offset: float,
+    decision: str,
     set_ents: bool,
     set_spans: bool,
     loss: LossWeights,
@@ -89,8 +91,11 @@ def make_binder_ner(
     spans_key (str): key in doc.spans for the nested predictions (and, when
         present in the reference docs, for the gold mentions).
     max_span_width (int): longest entity, in tokens.
-    threshold_offset (float): added to every decision threshold; > 0 trades
-        recall for precision.
+    threshold_offset (float): logit added to the decision threshold of 0.5;
+        > 0 trades recall for precision, < 0 precision for recall.
+    decision (str): how a candidate span is scored: "joint" (the geometric
+        mean of its span, start-token and end-token probabilities) or "span"
+        (its span probability alone, the rule of the BINDER paper).
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
     loss (LossWeights): weights of the loss terms, and the options for
@@ -105,11 +110,21 @@ def make_binder_ner(
         spans_key=spans_key,
         max_span_width=max_span_width,
         threshold_offset=threshold_offset,
+        decision=decision,
         set_ents=set_ents,
         set_spans=set_spans,
         loss=loss,
         scorer=scorer,
     )
+
+
+def _check_decision(decision: Any) -> None:
+    if decision not in DECISIONS:
+        raise ValueError(
+            f"binder_ner decision must be one of {', '.join(map(repr, DECISIONS))}, "
+            f"got {decision!r}: 'joint' scores a span by its span, start and end "
+            "probabilities, 'span' by its span probability alone."
+        )
 
 
 class BinderNER(TrainablePipe):
@@ -125,6 +140,7 @@ class BinderNER(TrainablePipe):
         spans_key: str = "sc",
         max_span_width: int = 30,
         threshold_offset: float = 0.0,
+        decision: str = "joint",
         set_ents: bool = True,
         set_spans: bool = True,
         loss: Optional[LossWeights] = None,
@@ -136,6 +152,7 @@ class BinderNER(TrainablePipe):
             raise ValueError(
                 f"binder_ner max_span_width must be a positive integer (tokens), got {max_span_width!r}."
             )
+        _check_decision(decision)
         if not set_ents and not set_spans:
             raise ValueError(
                 "binder_ner has both outputs switched off (set_ents = false and "
@@ -155,6 +172,7 @@ class BinderNER(TrainablePipe):
             "spans_key": spans_key,
             "max_span_width": max_span_width,
             "threshold_offset": float(threshold_offset),
+            "decision": decision,
             "set_ents": bool(set_ents),
             "set_spans": bool(set_spans),
             # recorded with the pipeline: how it was trained on partial labels
@@ -199,6 +217,15 @@ class BinderNER(TrainablePipe):
     @threshold_offset.setter
     def threshold_offset(self, value: float) -> None:
         self.cfg["threshold_offset"] = self._settings["threshold_offset"] = float(value)
+
+    @property
+    def decision(self) -> str:
+        return self.cfg["decision"]
+
+    @decision.setter
+    def decision(self, value: str) -> None:
+        _check_decision(value)
+        self.cfg["decision"] = self._settings["decision"] = value
 
     @property
     def is_initialized(self) -> bool:
@@ -275,9 +302,9 @@ class BinderNER(TrainablePipe):
             to_numpy = self.model.ops.to_numpy
             decoded = decode_spans(
                 output.candidates,
-                to_numpy(output.scores.span),
-                to_numpy(output.scores.anchor[:, SPAN]),
+                BinderScores(*(to_numpy(scores) for scores in output.scores)),
                 self.threshold_offset,
+                self.cfg["decision"],
             )
         for doc, predicted in zip(docs, decoded):
             spans = [Span(doc, start, end, label=labels[t]) for start, end, t, _ in predicted]

@@ -14,6 +14,8 @@ import numpy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
+from .torch_binder import END, SPAN, START, BinderScores
+
 
 @dataclass
 class CandidateBatch:
@@ -168,23 +170,56 @@ def align_gold(
     return GoldAlignment(spans=pairs[:, 0], types=pairs[:, 1], skipped=skipped)
 
 
+DECISIONS = ("span", "joint")
+
+
+def log_sigmoid(x: numpy.ndarray) -> numpy.ndarray:
+    """log(1 / (1 + exp(-x))) without overflow, in float64."""
+    return -numpy.logaddexp(0.0, -numpy.asarray(x, dtype="float64"))
+
+
 def decode_spans(
     batch: CandidateBatch,
-    span_scores: numpy.ndarray,
-    anchor_span_scores: numpy.ndarray,
+    scores: BinderScores,
     threshold_offset: float,
+    decision: str = "joint",
 ) -> List[List[Tuple[int, int, int, float]]]:
     """Predicted (start, end_exclusive, type, score) per doc, doc-local.
 
-    A candidate is predicted for a type when its span score beats the anchor
-    score of its segment for that type by more than `threshold_offset`. Its
-    score is sigmoid(span score - anchor score): the probability, under the
-    two-way softmax BINDER trains, that the span beats "no entity here".
+    BINDER trains three two-way contrasts per type against the segment's
+    anchor: token-as-start, token-as-end and span. Each gives a probability
+    that the item beats "no entity here": sigmoid(score - anchor score).
+    decision "span" scores a candidate by its span probability alone (the
+    rule of the BINDER paper); "joint" by the geometric mean of its span,
+    start-token and end-token probabilities, so a span also needs
+    boundaries the model believes in. A candidate is predicted for a type
+    when its score exceeds sigmoid(threshold_offset) (0.5 at offset 0).
+
+    scores (BinderScores): NumPy arrays of the head's raw scores.
     """
+    if decision not in DECISIONS:
+        raise ValueError(
+            f"binder_ner decision must be one of {', '.join(map(repr, DECISIONS))}, "
+            f"got {decision!r}."
+        )
     n_docs = len(batch.doc_offsets) - 1
-    margins = span_scores - anchor_span_scores[batch.span_segments]
-    rows, types = numpy.nonzero(margins > threshold_offset)
-    scores = 1.0 / (1.0 + numpy.exp(-margins[rows, types].astype("float64")))
+    anchors = scores.anchor
+    margins = scores.span - anchors[batch.span_segments, SPAN]
+    if decision == "span":
+        rows, types = numpy.nonzero(margins > threshold_offset)
+        kept = log_sigmoid(margins[rows, types])
+    else:
+        token_segments = batch.token_segments
+        start_margins = scores.start - anchors[token_segments, START]
+        end_margins = scores.end - anchors[token_segments, END]
+        log_p = (
+            log_sigmoid(margins)
+            + log_sigmoid(start_margins[batch.span_starts])
+            + log_sigmoid(end_margins[batch.span_ends])
+        ) / 3.0
+        rows, types = numpy.nonzero(log_p > log_sigmoid(threshold_offset))
+        kept = log_p[rows, types]
+    probabilities = numpy.exp(kept)
     starts = batch.span_starts[rows]
     doc_ids = batch.span_docs(starts)
     local_starts = starts - batch.doc_offsets[doc_ids]
@@ -194,7 +229,7 @@ def decode_spans(
     result: List[List[Tuple[int, int, int, float]]] = [[] for _ in range(n_docs)]
     for k in order:
         result[doc_ids[k]].append(
-            (int(local_starts[k]), int(local_ends[k]), int(types[k]), float(scores[k]))
+            (int(local_starts[k]), int(local_ends[k]), int(types[k]), float(probabilities[k]))
         )
     return result
 

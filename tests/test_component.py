@@ -29,6 +29,7 @@ def test_add_pipe_defaults():
     cfg = nlp.config["components"]["binder_ner"]
     assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30
     assert cfg["threshold_offset"] == 0.0 and cfg["set_ents"] and cfg["set_spans"]
+    assert cfg["decision"] == "joint" and binder.decision == "joint"
     assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
     assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.DescriptionEncoder.v1"
     assert cfg["loss"] == {
@@ -58,6 +59,7 @@ def test_not_initialized_error():
         ({"max_span_width": -3}, "max_span_width"),
         ({"set_ents": False, "set_spans": False}, "both outputs"),
         ({"spans_key": ""}, "spans_key"),
+        ({"decision": "max"}, "decision must be one of 'span', 'joint', got 'max'"),
         ({"loss": {"@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.0, "threshold_weight": 0.0}}, "sum to zero"),
     ],
 )
@@ -197,6 +199,39 @@ def test_custom_spans_key(tmp_path):
     assert "nested" in nlp("the University of Paris hired Anna Berg").spans
 
 
+def test_decision_rules_read_the_right_scores(trained_cnn):
+    binder = trained_cnn.get_pipe("binder_ner")
+    text = "the University of Paris hired Anna Berg at Oslo"
+    doc = trained_cnn.make_doc(text)
+    for name, proc in trained_cnn.pipeline:
+        if name != "binder_ner":
+            doc = proc(doc)
+    output = binder.predict([doc])
+    c, scores = output.candidates, output.scores
+    log_sig = lambda x: -numpy.logaddexp(0.0, -numpy.asarray(x, dtype="float64"))
+    anchor = scores.anchor[0]  # one segment: rows start, end, span
+    span_margin = scores.span - anchor[2]
+    start_margin = scores.start[c.span_starts] - anchor[0]
+    end_margin = scores.end[c.span_ends] - anchor[1]
+    joint = (log_sig(span_margin) + log_sig(start_margin) + log_sig(end_margin)) / 3
+    expected = {
+        "span": {(int(c.span_starts[i]), int(c.span_ends[i]) + 1, binder.labels[t])
+                 for i, t in zip(*numpy.nonzero(span_margin > 0))},
+        "joint": {(int(c.span_starts[i]), int(c.span_ends[i]) + 1, binder.labels[t])
+                  for i, t in zip(*numpy.nonzero(joint > numpy.log(0.5)))},
+    }
+    try:
+        for decision in ("span", "joint"):
+            binder.decision = decision
+            binder.set_annotations([doc], output)
+            got = {(s.start, s.end, s.label_) for s in doc.spans["sc"]}
+            assert got == expected[decision], decision
+    finally:
+        binder.decision = "joint"
+    with pytest.raises(ValueError, match="decision must be one of"):
+        binder.decision = "Joint"
+
+
 def test_serialization_keeps_labels_descriptions_settings(trained_cnn):
     nlp = trained_cnn
     binder = nlp.get_pipe("binder_ner")
@@ -216,6 +251,7 @@ def test_load_time_override_of_settings_wins(trained_cnn, tmp_path):
     trained_cnn.to_disk(tmp_path / "m")
     nlp = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold_offset": 100.0}}})
     assert nlp.get_pipe("binder_ner").threshold_offset == 100.0
+    assert nlp.get_pipe("binder_ner").decision == "joint"
     assert len(nlp("the University of Paris hired Anna Berg").spans["sc"]) == 0
     with pytest.raises(ValueError, match="at most 4"):
         spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"max_span_width": 9}}})(

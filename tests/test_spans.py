@@ -13,6 +13,7 @@ from spacy_binder.spans import (
     enumerate_candidates,
     greedy_flat,
 )
+from spacy_binder.torch_binder import BinderScores
 
 
 def make_doc(n, sent_starts=None):
@@ -98,17 +99,69 @@ def test_align_gold_falls_back_to_ents():
     assert [(batch.span_starts[c], batch.span_ends[c]) for c in gold.spans] == [(0, 1)]
 
 
-def test_decode_uses_anchor_and_offset():
+def binder_scores(start, end, span, anchor):
+    """BinderScores from per-level arrays; `anchor` is (start, end, span)
+    thresholds of one segment and one type."""
+    column = lambda values: numpy.asarray(values, dtype="float32").reshape(-1, 1)
+    return BinderScores(column(start), column(end), column(span), column(anchor).reshape(1, 3, 1))
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + numpy.exp(-x))
+
+
+def test_span_decision_uses_span_anchor_and_offset():
     batch = enumerate_candidates([make_doc(3)], 2)  # (0,0) (0,1) (1,1) (1,2) (2,2)
-    span_scores = numpy.array([[1.0], [3.0], [0.5], [2.5], [-1.0]])
-    anchor = numpy.array([[2.0]])
-    decoded = decode_spans(batch, span_scores, anchor, 0.0)
+    # start/end scores far below their anchors: the "span" rule ignores them
+    scores = binder_scores([-9, -9, -9], [-9, -9, -9], [1.0, 3.0, 0.5, 2.5, -1.0], [0, 0, 2.0])
+    decoded = decode_spans(batch, scores, 0.0, "span")
     assert [(s, e, t) for s, e, t, _ in decoded[0]] == [(0, 2, 0), (1, 3, 0)]
-    scores = [score for *_, score in decoded[0]]
-    assert scores == pytest.approx([1 / (1 + numpy.exp(-1.0)), 1 / (1 + numpy.exp(-0.5))])
-    assert all(score > 0.5 for score in scores)
-    assert [(s, e) for s, e, _, _ in decode_spans(batch, span_scores, anchor, 0.7)[0]] == [(0, 2)]
-    assert len(decode_spans(batch, span_scores, anchor, -5.0)[0]) == 5
+    assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0), sigmoid(0.5)])
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, 0.7, "span")[0]] == [(0, 2)]
+    assert len(decode_spans(batch, scores, -5.0, "span")[0]) == 5
+
+
+def test_joint_decision_needs_believable_boundaries():
+    batch = enumerate_candidates([make_doc(3)], 2)  # (0,0) (0,1) (1,1) (1,2) (2,2)
+    # span margins over the anchor 0: +3 for (0,1), +1 for (1,2), -1 for (2,2);
+    # token 0 is a sure start, token 1 a sure non-start; token 2 a sure end.
+    start, end = [4.0, -4.0, 0.0], [-1.0, -1.0, 4.0]
+    span = [-5.0, 3.0, -5.0, 1.0, -1.0]
+    scores = binder_scores(start, end, span, [0, 0, 0])
+    # (0,1): sqrt3(s(3) s(4) s(-1)) = 0.57 > 0.5; (1,2) loses its span-level
+    # win to an unlikely start: sqrt3(s(1) s(-4) s(4)) = 0.29; (2,2) wins
+    # on its boundaries despite a span margin below 0: sqrt3(s(-1) s(0) s(4)) = 0.52
+    expected = {
+        (0, 2): (sigmoid(3.0) * sigmoid(4.0) * sigmoid(-1.0)) ** (1 / 3),
+        (2, 3): (sigmoid(-1.0) * sigmoid(0.0) * sigmoid(4.0)) ** (1 / 3),
+    }
+    decoded = decode_spans(batch, scores, 0.0, "joint")[0]
+    assert {(s, e): score for s, e, _, score in decoded} == pytest.approx(expected)
+    assert all(score > 0.5 for *_, score in decoded)
+    # the offset is a logit: a span is kept when its score > sigmoid(offset)
+    offset = numpy.log(0.55 / 0.45)
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, offset, "joint")[0]] == [(0, 2)]
+    # span-level scores alone would keep (0,1) and (1,2) instead
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, 0.0, "span")[0]] == [(0, 2), (1, 3)]
+
+
+def test_joint_decision_reads_each_segment_anchor():
+    doc = make_doc(4, sent_starts=[True, False, True, False])
+    batch = enumerate_candidates([doc], 1)  # (0,0) (1,1) | (2,2) (3,3)
+    n = 4
+    level = numpy.full((n, 1), 2.0, dtype="float32")
+    # same scores everywhere; segment 0's anchors are below them, segment 1's above
+    anchor = numpy.array([[[1.0], [1.0], [1.0]], [[3.0], [3.0], [3.0]]], dtype="float32")
+    decoded = decode_spans(batch, BinderScores(level, level, level, anchor), 0.0, "joint")
+    assert [(s, e) for s, e, _, _ in decoded[0]] == [(0, 1), (1, 2)]
+    assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0)] * 2)
+
+
+def test_decode_rejects_unknown_decision():
+    batch = enumerate_candidates([make_doc(2)], 1)
+    scores = binder_scores([0, 0], [0, 0], [0, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match="decision must be one of 'span', 'joint'"):
+        decode_spans(batch, scores, 0.0, "mean")
 
 
 def test_greedy_flat_keeps_best_of_overlapping_pairs():
