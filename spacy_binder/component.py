@@ -57,7 +57,7 @@ SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "decision", "set_
         "spans_key": "sc",
         "max_span_width": 30,
         "threshold_offset": 0.0,
-        "decision": "joint",
+        "decision": "span",
         "set_ents": True,
         "set_spans": True,
         "loss": {"@misc": "spacy-binder.BinderLoss.v1"},
@@ -93,9 +93,11 @@ def make_binder_ner(
     max_span_width (int): longest entity, in tokens.
     threshold_offset (float): logit added to the decision threshold of 0.5;
         > 0 trades recall for precision, < 0 precision for recall.
-    decision (str): how a candidate span is scored: "joint" (the geometric
-        mean of its span, start-token and end-token probabilities) or "span"
-        (its span probability alone, the rule of the BINDER paper).
+    decision (str): how a candidate span is scored: "span" (its span
+        probability alone, the rule of the BINDER paper) or "joint" (the
+        geometric mean of its span, start-token and end-token probabilities;
+        better for flat corpora, worse for nested ones, where one token
+        starts or ends several entities).
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
     loss (LossWeights): weights of the loss terms, and the options for
@@ -140,7 +142,7 @@ class BinderNER(TrainablePipe):
         spans_key: str = "sc",
         max_span_width: int = 30,
         threshold_offset: float = 0.0,
-        decision: str = "joint",
+        decision: str = "span",
         set_ents: bool = True,
         set_spans: bool = True,
         loss: Optional[LossWeights] = None,

@@ -182,7 +182,7 @@ def decode_spans(
     batch: CandidateBatch,
     scores: BinderScores,
     threshold_offset: float,
-    decision: str = "joint",
+    decision: str = "span",
 ) -> List[List[Tuple[int, int, int, float]]]:
     """Predicted (start, end_exclusive, type, score) per doc, doc-local.
 
@@ -192,7 +192,9 @@ def decode_spans(
     decision "span" scores a candidate by its span probability alone (the
     rule of the BINDER paper); "joint" by the geometric mean of its span,
     start-token and end-token probabilities, so a span also needs
-    boundaries the model believes in. A candidate is predicted for a type
+    boundaries the model believes in (good for flat output; for nested
+    output, strong boundaries of overlapping entities can carry a wrong
+    span through). A candidate is predicted for a type
     when its score exceeds sigmoid(threshold_offset) (0.5 at offset 0).
 
     scores (BinderScores): NumPy arrays of the head's raw scores.

@@ -29,7 +29,7 @@ def test_add_pipe_defaults():
     cfg = nlp.config["components"]["binder_ner"]
     assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30
     assert cfg["threshold_offset"] == 0.0 and cfg["set_ents"] and cfg["set_spans"]
-    assert cfg["decision"] == "joint" and binder.decision == "joint"
+    assert cfg["decision"] == "span" and binder.decision == "span"
     assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
     assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.DescriptionEncoder.v1"
     assert cfg["loss"] == {
@@ -227,7 +227,7 @@ def test_decision_rules_read_the_right_scores(trained_cnn):
             got = {(s.start, s.end, s.label_) for s in doc.spans["sc"]}
             assert got == expected[decision], decision
     finally:
-        binder.decision = "joint"
+        binder.decision = "span"
     with pytest.raises(ValueError, match="decision must be one of"):
         binder.decision = "Joint"
 
@@ -251,7 +251,7 @@ def test_load_time_override_of_settings_wins(trained_cnn, tmp_path):
     trained_cnn.to_disk(tmp_path / "m")
     nlp = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold_offset": 100.0}}})
     assert nlp.get_pipe("binder_ner").threshold_offset == 100.0
-    assert nlp.get_pipe("binder_ner").decision == "joint"
+    assert nlp.get_pipe("binder_ner").decision == "span"
     assert len(nlp("the University of Paris hired Anna Berg").spans["sc"]) == 0
     with pytest.raises(ValueError, match="at most 4"):
         spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"max_span_width": 9}}})(
