@@ -216,7 +216,7 @@ def main(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output_path, result)
     header = ("tokens", "sentences", "seconds", "peak RSS +MB")
-    data = [(r["tokens"], r["sentences"], r["seconds"], r["peak_rss_increase_mb"]) for r in rows]
+    data = [(r["tokens"], r["sentences"], f"{r['seconds']:.3f}", f"{r['peak_rss_increase_mb']:.1f}") for r in rows]
     msg.table(data, header=header, divider=True, aligns=("r", "r", "r", "r"))
     msg.good(
         f"Exponents (sizes >= {fit_min_tokens} tokens): time {result['time_exponent']}, "
