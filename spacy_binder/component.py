@@ -18,7 +18,7 @@ from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 from .descriptions import DescriptionsT, resolve_descriptions
 from .model import BinderOutput, get_head
 from .scorer import binder_score
-from .spans import DECISIONS, align_gold, decode_spans, enumerate_candidates, get_gold_spans
+from .spans import align_gold, check_decision, decode_spans, enumerate_candidates, get_gold_spans
 from .spans import greedy_flat
 from .torch_binder import BinderScores, LossWeights, binder_loss
 from .type_encoders import description_encoder_name, set_encoder_name
@@ -96,8 +96,8 @@ def make_binder_ner(
     decision (str): how a candidate span is scored: "span" (its span
         probability alone, the rule of the BINDER paper) or "joint" (the
         geometric mean of its span, start-token and end-token probabilities;
-        better for flat corpora, worse for nested ones, where one token
-        starts or ends several entities).
+        a better doc.ents on flat corpora, but a worse doc.spans, as
+        overlapping spans that share a strong boundary get through).
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
     loss (LossWeights): weights of the loss terms, and the options for
@@ -118,15 +118,6 @@ def make_binder_ner(
         loss=loss,
         scorer=scorer,
     )
-
-
-def _check_decision(decision: Any) -> None:
-    if decision not in DECISIONS:
-        raise ValueError(
-            f"binder_ner decision must be one of {', '.join(map(repr, DECISIONS))}, "
-            f"got {decision!r}: 'joint' scores a span by its span, start and end "
-            "probabilities, 'span' by its span probability alone."
-        )
 
 
 class BinderNER(TrainablePipe):
@@ -154,7 +145,7 @@ class BinderNER(TrainablePipe):
             raise ValueError(
                 f"binder_ner max_span_width must be a positive integer (tokens), got {max_span_width!r}."
             )
-        _check_decision(decision)
+        check_decision(decision)
         if not set_ents and not set_spans:
             raise ValueError(
                 "binder_ner has both outputs switched off (set_ents = false and "
@@ -226,7 +217,7 @@ class BinderNER(TrainablePipe):
 
     @decision.setter
     def decision(self, value: str) -> None:
-        _check_decision(value)
+        check_decision(value)
         self.cfg["decision"] = self._settings["decision"] = value
 
     @property

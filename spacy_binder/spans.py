@@ -173,9 +173,18 @@ def align_gold(
 DECISIONS = ("span", "joint")
 
 
+def check_decision(decision: object) -> None:
+    if decision not in DECISIONS:
+        raise ValueError(
+            f"binder_ner decision must be one of {', '.join(map(repr, DECISIONS))}, "
+            f"got {decision!r}: 'joint' scores a span by its span, start and end "
+            "probabilities, 'span' by its span probability alone."
+        )
+
+
 def log_sigmoid(x: numpy.ndarray) -> numpy.ndarray:
-    """log(1 / (1 + exp(-x))) without overflow, in float64."""
-    return -numpy.logaddexp(0.0, -numpy.asarray(x, dtype="float64"))
+    """log(1 / (1 + exp(-x))) without overflow, in the dtype of `x`."""
+    return -numpy.logaddexp(0.0, -x)
 
 
 def decode_spans(
@@ -192,35 +201,31 @@ def decode_spans(
     decision "span" scores a candidate by its span probability alone (the
     rule of the BINDER paper); "joint" by the geometric mean of its span,
     start-token and end-token probabilities, so a span also needs
-    boundaries the model believes in (good for flat output; for nested
-    output, strong boundaries of overlapping entities can carry a wrong
-    span through). A candidate is predicted for a type
-    when its score exceeds sigmoid(threshold_offset) (0.5 at offset 0).
+    boundaries the model believes in (good for the flat output; in the
+    nested output, overlapping spans that share a strong boundary get
+    through). A candidate is predicted for a type when its score exceeds
+    sigmoid(threshold_offset) (0.5 at offset 0).
 
     scores (BinderScores): NumPy arrays of the head's raw scores.
     """
-    if decision not in DECISIONS:
-        raise ValueError(
-            f"binder_ner decision must be one of {', '.join(map(repr, DECISIONS))}, "
-            f"got {decision!r}."
-        )
+    check_decision(decision)
     n_docs = len(batch.doc_offsets) - 1
     anchors = scores.anchor
     margins = scores.span - anchors[batch.span_segments, SPAN]
     if decision == "span":
         rows, types = numpy.nonzero(margins > threshold_offset)
-        kept = log_sigmoid(margins[rows, types])
+        kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
         token_segments = batch.token_segments
         start_margins = scores.start - anchors[token_segments, START]
         end_margins = scores.end - anchors[token_segments, END]
-        log_p = (
-            log_sigmoid(margins)
-            + log_sigmoid(start_margins[batch.span_starts])
-            + log_sigmoid(end_margins[batch.span_ends])
-        ) / 3.0
-        rows, types = numpy.nonzero(log_p > log_sigmoid(threshold_offset))
-        kept = log_p[rows, types]
+        # accumulated in place: a few (n_candidates x n_types) arrays at most
+        log_p = log_sigmoid(margins)
+        log_p += log_sigmoid(start_margins[batch.span_starts])
+        log_p += log_sigmoid(end_margins[batch.span_ends])
+        log_p /= 3.0
+        rows, types = numpy.nonzero(log_p > log_sigmoid(numpy.float64(threshold_offset)))
+        kept = log_p[rows, types].astype("float64")
     probabilities = numpy.exp(kept)
     starts = batch.span_starts[rows]
     doc_ids = batch.span_docs(starts)
