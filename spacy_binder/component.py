@@ -292,12 +292,12 @@ class BinderNER(TrainablePipe):
         if output is None:
             decoded: List[list] = [[] for _ in docs]
         else:
-            to_numpy = self.model.ops.to_numpy
             decoded = decode_spans(
                 output.candidates,
-                BinderScores(*(to_numpy(scores) for scores in output.scores)),
+                output.scores,
                 self.threshold_offset,
                 self.cfg["decision"],
+                to_numpy=self.model.ops.to_numpy,
             )
         for doc, predicted in zip(docs, decoded):
             spans = [Span(doc, start, end, label=labels[t]) for start, end, t, _ in predicted]

@@ -8,7 +8,7 @@ their number is linear in the number of tokens.
 """
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
 from spacy.tokens import Doc, Span
@@ -192,6 +192,7 @@ def decode_spans(
     scores: BinderScores,
     threshold_offset: float,
     decision: str = "span",
+    to_numpy: Callable[[Any], numpy.ndarray] = numpy.asarray,
 ) -> List[List[Tuple[int, int, int, float]]]:
     """Predicted (start, end_exclusive, type, score) per doc, doc-local.
 
@@ -206,19 +207,21 @@ def decode_spans(
     through). A candidate is predicted for a type when its score exceeds
     sigmoid(threshold_offset) (0.5 at offset 0).
 
-    scores (BinderScores): NumPy arrays of the head's raw scores.
+    scores (BinderScores): the head's raw scores, on any device.
+    to_numpy (Callable): copies one score array to the host (e.g.
+        `ops.to_numpy`); only the arrays the decision reads are copied.
     """
     check_decision(decision)
     n_docs = len(batch.doc_offsets) - 1
-    anchors = scores.anchor
-    margins = scores.span - anchors[batch.span_segments, SPAN]
+    anchors = to_numpy(scores.anchor)
+    margins = to_numpy(scores.span) - anchors[batch.span_segments, SPAN]
     if decision == "span":
         rows, types = numpy.nonzero(margins > threshold_offset)
         kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
         token_segments = batch.token_segments
-        start_margins = scores.start - anchors[token_segments, START]
-        end_margins = scores.end - anchors[token_segments, END]
+        start_margins = to_numpy(scores.start) - anchors[token_segments, START]
+        end_margins = to_numpy(scores.end) - anchors[token_segments, END]
         # accumulated in place: a few (n_candidates x n_types) arrays at most
         log_p = log_sigmoid(margins)
         log_p += log_sigmoid(start_margins[batch.span_starts])

@@ -157,6 +157,21 @@ def test_joint_decision_reads_each_segment_anchor():
     assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0)] * 2)
 
 
+def test_decode_copies_only_the_scores_its_rule_reads():
+    batch = enumerate_candidates([make_doc(3)], 2)
+    scores = binder_scores([4.0, -4.0, 0.0], [-1.0, -1.0, 4.0], [-5.0, 3.0, -5.0, 1.0, -1.0], [0, 0, 0])
+    for decision, read in (("span", {"span", "anchor"}), ("joint", {"start", "end", "span", "anchor"})):
+        copied = []
+
+        def to_numpy(array):
+            copied.append(next(name for name, a in scores._asdict().items() if a is array))
+            return numpy.asarray(array)
+
+        decoded = decode_spans(batch, scores, 0.0, decision, to_numpy=to_numpy)
+        assert set(copied) == read and len(copied) == len(read)
+        assert decoded == decode_spans(batch, scores, 0.0, decision)
+
+
 def test_decode_rejects_unknown_decision():
     batch = enumerate_candidates([make_doc(2)], 1)
     scores = binder_scores([0, 0], [0, 0], [0, 0], [0, 0, 0])
