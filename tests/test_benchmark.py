@@ -16,7 +16,7 @@ from test_project import DATA, PROJECT, REPO, _slice_blocks, needs_data
 
 sys.path.insert(0, str(PROJECT / "scripts"))
 from benchmark import SYSTEMS, apply_budget, batches_per_epoch, merge_rows, primary_scores  # noqa: E402
-from benchmark import rows_to_markdown, system_config  # noqa: E402
+from benchmark import parse_seeds, rows_to_markdown, seeds_markdown, system_config  # noqa: E402
 
 sys.path.pop(0)
 
@@ -133,6 +133,60 @@ def test_merge_rows_replaces_same_system_and_dataset() -> None:
     assert [(r["system"], r["dataset"], r["f"]) for r in merged] == [("b", "x", 2), ("a", "y", 3), ("a", "x", 9)]
 
 
+def test_merge_rows_with_seeds_keeps_one_row_per_seed() -> None:
+    old = [{"system": "a", "dataset": "x", "seed": 0, "f": 1}, {"system": "a", "dataset": "x", "seed": 1, "f": 2}]
+    new = [{"system": "a", "dataset": "x", "seed": 1, "f": 9}, {"system": "a", "dataset": "x", "seed": 2, "f": 5}]
+    merged = merge_rows(old, new, keys=("system", "dataset", "seed"))
+    assert [(r["seed"], r["f"]) for r in merged] == [(0, 1), (1, 9), (2, 5)]
+
+
+def test_parse_seeds() -> None:
+    assert parse_seeds("3, 1,2") == [3, 1, 2]
+    for bad, message in (("1,x", "comma-separated integers"), (" , ", "empty"), ("1,2,1", "repeats")):
+        with pytest.raises(ValueError, match=message):
+            parse_seeds(bad)
+
+
+def test_seeds_table_gap_to_the_best_other_system() -> None:
+    budget = {"dataset": "ncbi", "encoder": "m", "epochs": 4, "learn_rate": 1e-4, "schedule": "linear", "train_limit": 0}
+
+    def row(system: str, seed: int, f: float, **changes) -> dict:
+        return {**budget, "system": system, "seed": seed, "f": f, **changes}
+
+    rows = [
+        row("spacy_ner", 0, 84.0), row("binder_ner", 0, 85.0), row("spancat", 0, 84.5),
+        row("spacy_ner", 1, 84.0), row("binder_ner", 1, 83.0), row("spancat", 1, 82.0),
+        row("binder_ner", 2, 80.0),
+        # another budget: a table of its own, not mixed into the first
+        row("binder_ner", 0, 70.0, epochs=2), row("spacy_ner", 0, 60.0, epochs=2),
+    ]  # fmt: skip
+    first, second = seeds_markdown(rows).split("\n\nncbi, m, 2 epochs")
+    assert second.splitlines()[0] == ", lr 0.0001 → 0 linear: 1 seed with every system"
+    assert "| 0 | 70.00 | 60.00 | +10.00 |" in second and "mean" not in second
+    lines = first.splitlines()
+    assert lines[0] == "ncbi, m, 4 epochs, lr 0.0001 → 0 linear: 2 seeds with every system"
+    # binder_ner first; seed 0: 85.0 - max(84.0, 84.5); seed 1: 83.0 - max(84.0, 82.0)
+    assert lines[2] == "| Seed | binder_ner F | spacy_ner F | spancat F | binder_ner - best other |"
+    assert lines[4] == "| 0 | 85.00 | 84.00 | 84.50 | +0.50 |"
+    assert lines[5] == "| 1 | 83.00 | 84.00 | 82.00 | -1.00 |"
+    # gaps +0.5 and -1.0: mean -0.25, sd 0.75 * sqrt(2) = 1.06, standard error 1.06 / sqrt(2) = 0.75
+    assert lines[6] == "| mean (sd) | 84.00 (1.41) | 84.00 (0.00) | 83.25 (1.77) | **-0.25** (1.06) |"
+    assert "Mean gap -0.25 F, standard error 0.75 over 2 seeds." in lines
+    # seed 2 has only binder_ner: left out of the table, and said so
+    assert not any(line.startswith("| 2 |") for line in lines)
+    assert lines[-1] == "Left out, without a row for every system: seed 2 (no spacy_ner, spancat)."
+
+
+def test_seed_and_seeds_together_are_refused(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "x", str(tmp_path), str(BINDER_TINY),
+        "--seed", "1", "--seeds", "1,2", "--output", str(tmp_path / "b.json"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--seed and --seeds both given" in result.stdout + result.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_markdown_reports_seconds_per_epoch() -> None:
     row = {
         "system": "spancat", "dataset": "genia", "output": "doc.spans", "encoder": "m", "epochs": 4,
@@ -189,6 +243,24 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     batcher = {**spancat_config["training"]["batcher"], "size": 1000}
     assert decay["total_steps"] == 2 * batches_per_epoch(corpus / "train.spacy", batcher)
     assert spancat_config["system"]["seed"] == 7
+    # --seeds: every system once per seed, rows per seed, and the table of gaps
+    seeds_json, seeds_md = tmp_path / "seeds.json", tmp_path / "seeds.md"
+    seeds_args = ["--systems", "binder_ner,spacy_ner", "--epochs", "1", "--seeds", "1,2"]
+    seeds_run = subprocess.run(
+        common[: common.index("--output")] + ["--output", str(seeds_json), "--table", str(seeds_md)] + common[common.index("--epochs") :] + seeds_args,
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert seeds_run.returncode == 0, seeds_run.stdout[-3000:] + seeds_run.stderr[-3000:]
+    seed_rows = srsly.read_json(seeds_json)
+    assert [(r["system"], r["seed"]) for r in seed_rows] == [
+        ("binder_ner", 1), ("spacy_ner", 1), ("binder_ner", 2), ("spacy_ner", 2)
+    ]  # fmt: skip
+    for seed in (1, 2):
+        config = util.load_config(tmp_path / "work" / "ncbi_slice" / f"seed_{seed}" / "binder_ner" / "config.cfg")
+        assert config["system"]["seed"] == seed and config["training"]["max_epochs"] == 1
+        f = {r["system"]: r["f"] for r in seed_rows if r["seed"] == seed}
+        assert f"| {seed} | {f['binder_ner']:.2f} | {f['spacy_ner']:.2f} | {f['binder_ner'] - f['spacy_ner']:+.2f} |" in seeds_md.read_text()
+    assert srsly.read_json(output) == rows  # the one-seed rows are untouched
     # ner cannot nest: refused with a clear message
     nested = subprocess.run(common + ["--nested"], capture_output=True, text=True, timeout=120)
     assert nested.returncode != 0 and "cannot predict nested spans" in nested.stdout + nested.stderr

@@ -9,16 +9,21 @@ mention of the train split. Each system trains and is measured in its own
 process, so its peak RSS is its own.
 
 Rows (one per system and dataset) are merged into the output JSON, so runs on
-several corpora add up; the markdown table is rewritten from all rows.
+several corpora add up; the markdown table is rewritten from all rows. With
+`--seeds`, every system is trained once per seed instead: the rows (one per
+system, dataset and seed) go to metrics/benchmark_seeds.json, and the table adds
+each seed's F-scores, the gap of binder_ner to the best other system, and the
+mean, standard deviation and standard error of that gap.
 """
 import copy
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 import typer
@@ -30,6 +35,8 @@ SCRIPTS = Path(__file__).parent
 SYSTEMS = ("binder_ner", "spacy_ner", "spancat")
 COMPONENT = {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}
 ROW_KEYS = ("system", "dataset", "encoder", "epochs", "p", "r", "f", "train_seconds", "words_per_second", "peak_rss_mb")
+# what must match for rows of several seeds to be compared
+BUDGET_KEYS = ("dataset", "encoder", "epochs", "learn_rate", "schedule", "batch_size", "train_limit")
 
 app = typer.Typer(add_completion=False)
 
@@ -325,10 +332,92 @@ def run_system(
     return srsly.read_json(row_path)
 
 
-def merge_rows(old: List[Dict[str, Any]], new: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Replace rows of the same (system, dataset), keep the others, in order."""
-    replaced = {(row["system"], row["dataset"]) for row in new}
-    return [row for row in old if (row["system"], row["dataset"]) not in replaced] + new
+def merge_rows(
+    old: List[Dict[str, Any]], new: List[Dict[str, Any]], keys: Sequence[str] = ("system", "dataset")
+) -> List[Dict[str, Any]]:
+    """Replace rows with the same values of `keys`, keep the others, in order."""
+
+    def key(row: Dict[str, Any]) -> Tuple:
+        return tuple(row.get(name) for name in keys)
+
+    replaced = {key(row) for row in new}
+    return [row for row in old if key(row) not in replaced] + new
+
+
+def parse_seeds(text: str) -> List[int]:
+    """The seeds of a comma-separated list such as "0,1,2" (no repeats)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds:
+        raise ValueError("--seeds is empty: give comma-separated integers such as 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {text!r}")
+    return seeds
+
+
+def seeds_markdown(rows: List[Dict[str, Any]], system: str = "binder_ner") -> str:
+    """Per dataset and budget (BUDGET_KEYS), a table of each seed's F-scores
+    and of the gap between `system` and the best of the other systems at that
+    seed, with the mean and standard deviation over the seeds and the standard
+    error of the mean gap.
+
+    A seed without a row for every system of its group is left out of the
+    table, and a line under it says which.
+    """
+    def budget(row: Dict[str, Any]) -> Tuple:
+        # rows written before a key existed have its default
+        return tuple(row.get(key, {"schedule": "flat", "train_limit": 0}.get(key)) for key in BUDGET_KEYS)
+
+    parts = []
+    for group in dict.fromkeys(budget(row) for row in rows):
+        own = [row for row in rows if budget(row) == group]
+        systems = list(dict.fromkeys(row["system"] for row in own))
+        # `system` first, the others in the order they ran
+        systems.sort(key=lambda name: name != system)
+        f = {(row["system"], row["seed"]): row["f"] for row in own}
+        seeds = sorted({row["seed"] for row in own})
+        complete = [s for s in seeds if all((name, s) in f for name in systems)]
+        others = [name for name in systems if name != system]
+        with_gap = system in systems and bool(others)
+        header = [f"{name} F" for name in systems] + ([f"{system} - best other"] if with_gap else [])
+        first = own[0]
+        rate = first.get("learn_rate")
+        schedule = first.get("schedule", "flat")
+        rate_text = "" if rate is None else f", lr {rate:g}" + (" flat" if schedule == "flat" else f" → 0 {schedule}")
+        limit = f", first {first['train_limit']} train docs" if first.get("train_limit") else ""
+        lines = [
+            f"{first['dataset']}{limit}, {first.get('encoder')}, {first.get('epochs')} epochs{rate_text}: "
+            f"{len(complete)} seed{'' if len(complete) == 1 else 's'} with every system",
+            "",
+            "| Seed | " + " | ".join(header) + " |",
+            "| ---: |" + " ---: |" * len(header),
+        ]
+        gaps = []
+        for seed in complete:
+            cells = [f"{f[name, seed]:.2f}" for name in systems]
+            if with_gap:
+                gaps.append(f[system, seed] - max(f[name, seed] for name in others))
+                cells.append(f"{gaps[-1]:+.2f}")
+            lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+        if len(complete) > 1:
+            columns = [[f[name, s] for s in complete] for name in systems] + ([gaps] if with_gap else [])
+            cells = [f"{statistics.mean(c):.2f} ({statistics.stdev(c):.2f})" for c in columns[: len(systems)]]
+            if with_gap:
+                cells.append(f"**{statistics.mean(gaps):+.2f}** ({statistics.stdev(gaps):.2f})")
+            lines.append("| mean (sd) | " + " | ".join(cells) + " |")
+            if with_gap:
+                se = statistics.stdev(gaps) / len(gaps) ** 0.5
+                lines += ["", f"Mean gap {statistics.mean(gaps):+.2f} F, standard error {se:.2f} over {len(gaps)} seeds."]
+        left_out = [s for s in seeds if s not in complete]
+        if left_out:
+            missing = ", ".join(
+                f"{s} (no {', '.join(n for n in systems if (n, s) not in f)})" for s in left_out
+            )
+            lines += ["", f"Left out, without a row for every system: seed {missing}."]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 def rows_to_markdown(rows: List[Dict[str, Any]]) -> str:
@@ -358,8 +447,8 @@ def run(
     corpus_dir: Path = typer.Argument(..., help="Folder with train/dev/test.spacy", exists=True, file_okay=False),
     base_config: Path = typer.Argument(..., help="The BINDER config the others are made from", exists=True),
     work_dir: Path = typer.Option(Path("training/benchmark"), "--work-dir", help="Configs and trained pipelines"),
-    output: Path = typer.Option(Path("metrics/benchmark.json"), "--output", help="JSON rows (merged)"),
-    table: Path = typer.Option(Path("metrics/benchmark.md"), "--table", help="Markdown table"),
+    output: Optional[Path] = typer.Option(None, "--output", help="JSON rows, merged (default: metrics/benchmark.json, with --seeds metrics/benchmark_seeds.json)"),
+    table: Optional[Path] = typer.Option(None, "--table", help="Markdown table (default: metrics/benchmark.md, with --seeds metrics/benchmark_seeds.md)"),
     systems: str = typer.Option(",".join(SYSTEMS), "--systems", help="Comma-separated subset of the systems"),
     encoder: str = typer.Option("minilm", "--encoder", help="'minilm', a model name or a folder"),
     epochs: int = typer.Option(2, "--epochs", help="Epochs for every system"),
@@ -368,13 +457,15 @@ def run(
     batch_size: int = typer.Option(1000, "--batch-size", help="Padded batch size in tokens for every system"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for every system (default: the config's)"),
+    seeds: str = typer.Option("", "--seeds", help="Comma-separated seeds (e.g. 0,1,2,3,4): train every system once per seed; rows per seed and a table of the gaps"),
     train_limit: int = typer.Option(0, "--train-limit", help="Train on the first N docs only (0 = all); reported per row"),
     nested: bool = typer.Option(False, "--nested", help="The corpus is nested: rank binder_ner by doc.spans"),
     descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for binder_ner", exists=True, dir_okay=False),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the gold spans"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
 ) -> None:
-    """Train, evaluate and time each system on one corpus, one process each."""
+    """Train, evaluate and time each system on one corpus, one process each
+    (with --seeds, once per seed)."""
     from spacy import util
 
     chosen = [s.strip() for s in systems.split(",") if s.strip()]
@@ -383,6 +474,15 @@ def run(
         msg.fail(f"Unknown system(s): {', '.join(unknown)}", f"Choose from {', '.join(SYSTEMS)}", exits=1)
     if nested and "spacy_ner" in chosen:
         msg.fail("spaCy ner cannot predict nested spans", "Leave spacy_ner out of --systems with --nested", exits=1)
+    if seeds and seed is not None:
+        msg.fail("--seed and --seeds both given", "Use --seed N for one run or --seeds N,M,... for several", exits=1)
+    try:
+        seed_list: List[Optional[int]] = parse_seeds(seeds) if seeds else [seed]
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    stem = "benchmark_seeds" if seeds else "benchmark"
+    output = output if output is not None else Path("metrics") / f"{stem}.json"
+    table = table if table is not None else Path("metrics") / f"{stem}.md"
     max_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
     msg.info(f"Longest train mention: {max_width} tokens (spancat n-grams 1..{max_width}, binder max_span_width)")
     if schedule not in ("flat", "linear"):
@@ -395,35 +495,39 @@ def run(
         msg.info(f"Learning rate {learn_rate} decays linearly to 0 over {decay_steps} steps")
     # Same schedule for all: a fixed number of epochs, no early stop.
     apply_budget(base, epochs, learn_rate, batch_size, eval_frequency, train_limit, decay_steps)
-    if seed is not None:
-        base["system"]["seed"] = seed
     if descriptions is not None:
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
         base["paths"]["descriptions"] = str(descriptions.resolve())
     rows: List[Dict[str, Any]] = []
-    for system in chosen:
-        msg.divider(f"{system} on {dataset}")
-        row = run_system(
-            system, system_config(base, system, max_width, spans_key, nested), corpus_dir, work_dir / dataset / system,
-            dataset=dataset, encoder=encoder, spans_key=spans_key, gpu_id=gpu_id, nested=nested,
-        )  # fmt: skip
-        row["max_span_width"] = max_width
-        row["learn_rate"] = learn_rate
-        row["schedule"] = schedule
-        row["seed"] = base["system"]["seed"]
-        row["batch_size"] = batch_size
-        row["train_limit"] = train_limit
-        rows.append(row)
-        msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
+    for run_seed in seed_list:
+        if run_seed is not None:
+            base["system"]["seed"] = run_seed
+        run_dir = work_dir / dataset / f"seed_{run_seed}" if seeds else work_dir / dataset
+        for system in chosen:
+            msg.divider(f"{system} on {dataset}" + (f", seed {run_seed}" if seeds else ""))
+            row = run_system(
+                system, system_config(base, system, max_width, spans_key, nested), corpus_dir, run_dir / system,
+                dataset=dataset, encoder=encoder, spans_key=spans_key, gpu_id=gpu_id, nested=nested,
+            )  # fmt: skip
+            row["max_span_width"] = max_width
+            row["learn_rate"] = learn_rate
+            row["schedule"] = schedule
+            row["seed"] = base["system"]["seed"]
+            row["batch_size"] = batch_size
+            row["train_limit"] = train_limit
+            rows.append(row)
+            msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
     old = srsly.read_json(output) if output.exists() else []
-    all_rows = merge_rows(old, rows)
+    all_rows = merge_rows(old, rows, keys=("system", "seed", *BUDGET_KEYS) if seeds else ("system", "dataset"))
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, all_rows)
-    table.write_text(rows_to_markdown(all_rows), encoding="utf8")
-    print(rows_to_markdown(all_rows))
+    text = rows_to_markdown(all_rows)
+    if seeds:
+        text = seeds_markdown(all_rows) + "\n" + text
+    table.write_text(text, encoding="utf8")
+    print(text)
     msg.good(f"Saved {output} and {table}")
-
 
 if __name__ == "__main__":
     app()
