@@ -133,11 +133,16 @@ def test_merge_rows_replaces_same_system_and_dataset() -> None:
     assert [(r["system"], r["dataset"], r["f"]) for r in merged] == [("b", "x", 2), ("a", "y", 3), ("a", "x", 9)]
 
 
-def test_merge_rows_with_seeds_keeps_one_row_per_seed() -> None:
-    old = [{"system": "a", "dataset": "x", "seed": 0, "f": 1}, {"system": "a", "dataset": "x", "seed": 1, "f": 2}]
-    new = [{"system": "a", "dataset": "x", "seed": 1, "f": 9}, {"system": "a", "dataset": "x", "seed": 2, "f": 5}]
-    merged = merge_rows(old, new, keys=("system", "dataset", "seed"))
-    assert [(r["seed"], r["f"]) for r in merged] == [(0, 1), (1, 9), (2, 5)]
+def test_merge_rows_by_seed_keeps_one_row_per_seed_and_budget() -> None:
+    def row(seed: int, f: float, **budget) -> dict:
+        return {"system": "a", "dataset": "x", "epochs": 4, "seed": seed, "f": f, **budget}
+
+    old = [row(0, 1), row(1, 2), row(1, 3, epochs=2)]
+    merged = merge_rows(old, [row(1, 9), row(2, 5)], by_seed=True)
+    # seed 1 at 4 epochs is replaced; seed 1 at 2 epochs is another budget
+    assert [(r["seed"], r["epochs"], r["f"]) for r in merged] == [(0, 4, 1), (1, 2, 3), (1, 4, 9), (2, 4, 5)]
+    # rows written before "schedule" was recorded were flat-rate runs
+    assert merge_rows([row(0, 1)], [row(0, 7, schedule="flat")], by_seed=True) == [row(0, 7, schedule="flat")]
 
 
 def test_parse_seeds() -> None:
@@ -165,16 +170,21 @@ def test_seeds_table_gap_to_the_best_other_system() -> None:
     assert "| 0 | 70.00 | 60.00 | +10.00 |" in second and "mean" not in second
     lines = first.splitlines()
     assert lines[0] == "ncbi, m, 4 epochs, lr 0.0001 → 0 linear: 2 seeds with every system"
-    # binder_ner first; seed 0: 85.0 - max(84.0, 84.5); seed 1: 83.0 - max(84.0, 82.0)
-    assert lines[2] == "| Seed | binder_ner F | spacy_ner F | spancat F | binder_ner - best other |"
-    assert lines[4] == "| 0 | 85.00 | 84.00 | 84.50 | +0.50 |"
+    # binder_ner first; the best other system is ner (mean 84.0 against spancat's 83.25),
+    # and the gaps are paired with it: 85.0 - 84.0 and 83.0 - 84.0
+    assert lines[2] == "| Seed | binder_ner F | spacy_ner F | spancat F | binder_ner - spacy_ner |"
+    assert lines[4] == "| 0 | 85.00 | 84.00 | 84.50 | +1.00 |"
     assert lines[5] == "| 1 | 83.00 | 84.00 | 82.00 | -1.00 |"
-    # gaps +0.5 and -1.0: mean -0.25, sd 0.75 * sqrt(2) = 1.06, standard error 1.06 / sqrt(2) = 0.75
-    assert lines[6] == "| mean (sd) | 84.00 (1.41) | 84.00 (0.00) | 83.25 (1.77) | **-0.25** (1.06) |"
-    assert "Mean gap -0.25 F, standard error 0.75 over 2 seeds." in lines
+    # gaps +1 and -1: mean 0, sd sqrt(2) = 1.41, standard error 1.41 / sqrt(2) = 1.00
+    assert lines[6] == "| mean (sd) | 84.00 (1.41) | 84.00 (0.00) | 83.25 (1.77) | **+0.00** (1.41) |"
+    assert "Mean gap +0.00 F, standard error 1.00 over 2 seeds." in lines
+    assert any("highest mean F over these seeds: spacy_ner" in line for line in lines)
     # seed 2 has only binder_ner: left out of the table, and said so
     assert not any(line.startswith("| 2 |") for line in lines)
     assert lines[-1] == "Left out, without a row for every system: seed 2 (no spacy_ner, spancat)."
+    # two rows of one system, seed and budget are two variants under one name
+    with pytest.raises(ValueError, match="Two rows for binder_ner with seed 0"):
+        seeds_markdown(rows + [row("binder_ner", 0, 99.0)])
 
 
 def test_seed_and_seeds_together_are_refused(tmp_path: Path) -> None:
@@ -246,15 +256,18 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     # --seeds: every system once per seed, rows per seed, and the table of gaps
     seeds_json, seeds_md = tmp_path / "seeds.json", tmp_path / "seeds.md"
     seeds_args = ["--systems", "binder_ner,spacy_ner", "--epochs", "1", "--seeds", "1,2"]
-    seeds_run = subprocess.run(
-        common[: common.index("--output")] + ["--output", str(seeds_json), "--table", str(seeds_md)] + common[common.index("--epochs") :] + seeds_args,
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    seeds_cmd = [
+        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
+        "--work-dir", str(tmp_path / "work"), "--output", str(seeds_json), "--table", str(seeds_md),
+        "--learn-rate", "0.003", "--eval-frequency", "10", *seeds_args,
+    ]  # fmt: skip
+    seeds_run = subprocess.run(seeds_cmd, capture_output=True, text=True, timeout=900)
     assert seeds_run.returncode == 0, seeds_run.stdout[-3000:] + seeds_run.stderr[-3000:]
     seed_rows = srsly.read_json(seeds_json)
     assert [(r["system"], r["seed"]) for r in seed_rows] == [
         ("binder_ner", 1), ("spacy_ner", 1), ("binder_ner", 2), ("spacy_ner", 2)
     ]  # fmt: skip
+    assert all(r["eval_frequency"] == 10 and r["epochs"] == 1 for r in seed_rows)
     for seed in (1, 2):
         config = util.load_config(tmp_path / "work" / "ncbi_slice" / f"seed_{seed}" / "binder_ner" / "config.cfg")
         assert config["system"]["seed"] == seed and config["training"]["max_epochs"] == 1

@@ -36,7 +36,9 @@ SYSTEMS = ("binder_ner", "spacy_ner", "spancat")
 COMPONENT = {"binder_ner": "binder_ner", "spacy_ner": "ner", "spancat": "spancat"}
 ROW_KEYS = ("system", "dataset", "encoder", "epochs", "p", "r", "f", "train_seconds", "words_per_second", "peak_rss_mb")
 # what must match for rows of several seeds to be compared
-BUDGET_KEYS = ("dataset", "encoder", "epochs", "learn_rate", "schedule", "batch_size", "train_limit")
+BUDGET_KEYS = ("dataset", "encoder", "epochs", "learn_rate", "schedule", "batch_size", "eval_frequency", "train_limit")
+# the value of a budget key in rows written before it was recorded
+BUDGET_DEFAULTS = {"schedule": "flat", "train_limit": 0}
 
 app = typer.Typer(add_completion=False)
 
@@ -332,13 +334,20 @@ def run_system(
     return srsly.read_json(row_path)
 
 
+def budget(row: Dict[str, Any]) -> Tuple:
+    """The values of BUDGET_KEYS in a row: rows with the same budget can be
+    compared across seeds."""
+    return tuple(row.get(key, BUDGET_DEFAULTS.get(key)) for key in BUDGET_KEYS)
+
+
 def merge_rows(
-    old: List[Dict[str, Any]], new: List[Dict[str, Any]], keys: Sequence[str] = ("system", "dataset")
+    old: List[Dict[str, Any]], new: List[Dict[str, Any]], by_seed: bool = False
 ) -> List[Dict[str, Any]]:
-    """Replace rows with the same values of `keys`, keep the others, in order."""
+    """Replace rows of the same system and dataset (with `by_seed`: the same
+    system, seed and budget), keep the others, in order."""
 
     def key(row: Dict[str, Any]) -> Tuple:
-        return tuple(row.get(name) for name in keys)
+        return (row["system"], row.get("seed"), *budget(row)) if by_seed else (row["system"], row["dataset"])
 
     replaced = {key(row) for row in new}
     return [row for row in old if key(row) not in replaced] + new
@@ -357,74 +366,87 @@ def parse_seeds(text: str) -> List[int]:
     return seeds
 
 
+def _budget_title(row: Dict[str, Any]) -> str:
+    rate = row.get("learn_rate")
+    schedule = row.get("schedule", "flat")
+    parts = [row["dataset"] + (f" (first {row['train_limit']} train docs)" if row.get("train_limit") else "")]
+    parts.append(str(row.get("encoder")))
+    parts.append(f"{row.get('epochs')} epochs")
+    if rate is not None:
+        parts.append(f"lr {rate:g}" + (" flat" if schedule == "flat" else f" → 0 {schedule}"))
+    if row.get("batch_size") is not None:
+        parts.append(f"batches of {row['batch_size']} padded tokens")
+    if row.get("eval_frequency") is not None:
+        parts.append(f"dev every {row['eval_frequency']} steps")
+    return ", ".join(parts)
+
+
 def seeds_markdown(rows: List[Dict[str, Any]], system: str = "binder_ner") -> str:
     """Per dataset and budget (BUDGET_KEYS), a table of each seed's F-scores
-    and of the gap between `system` and the best of the other systems at that
-    seed, with the mean and standard deviation over the seeds and the standard
-    error of the mean gap.
+    and of the paired gap between `system` and the best other system (the
+    one with the highest mean F over the seeds), with the mean and standard
+    deviation over the seeds and the standard error of the mean gap.
 
     A seed without a row for every system of its group is left out of the
-    table, and a line under it says which.
+    table, and a line under it says which. Two rows of one system, seed and
+    budget are an error: they would be different variants under one name.
     """
-    def budget(row: Dict[str, Any]) -> Tuple:
-        # rows written before a key existed have its default
-        return tuple(row.get(key, {"schedule": "flat", "train_limit": 0}.get(key)) for key in BUDGET_KEYS)
-
     parts = []
     for group in dict.fromkeys(budget(row) for row in rows):
         own = [row for row in rows if budget(row) == group]
+        f: Dict[Tuple[str, Any], float] = {}
+        for row in own:
+            if (row["system"], row.get("seed")) in f:
+                raise ValueError(
+                    f"Two rows for {row['system']} with seed {row.get('seed')} and the same budget "
+                    f"({_budget_title(row)}): keep one, or put the other in a file of its own"
+                )
+            f[row["system"], row.get("seed")] = row["f"]
         systems = list(dict.fromkeys(row["system"] for row in own))
-        # `system` first, the others in the order they ran
-        systems.sort(key=lambda name: name != system)
-        f = {(row["system"], row["seed"]): row["f"] for row in own}
-        seeds = sorted({row["seed"] for row in own})
+        systems.sort(key=lambda name: name != system)  # `system` first, the others as they ran
+        seeds = sorted({row.get("seed") for row in own}, key=str)
         complete = [s for s in seeds if all((name, s) in f for name in systems)]
         others = [name for name in systems if name != system]
-        with_gap = system in systems and bool(others)
-        header = [f"{name} F" for name in systems] + ([f"{system} - best other"] if with_gap else [])
-        first = own[0]
-        rate = first.get("learn_rate")
-        schedule = first.get("schedule", "flat")
-        rate_text = "" if rate is None else f", lr {rate:g}" + (" flat" if schedule == "flat" else f" → 0 {schedule}")
-        limit = f", first {first['train_limit']} train docs" if first.get("train_limit") else ""
+        best = None
+        if system in systems and others and complete:
+            best = max(others, key=lambda name: statistics.mean(f[name, s] for s in complete))
+        header = [f"{name} F" for name in systems] + ([f"{system} - {best}"] if best else [])
+        n = len(complete)
         lines = [
-            f"{first['dataset']}{limit}, {first.get('encoder')}, {first.get('epochs')} epochs{rate_text}: "
-            f"{len(complete)} seed{'' if len(complete) == 1 else 's'} with every system",
+            f"{_budget_title(own[0])}: {n} seed{'' if n == 1 else 's'} with every system",
             "",
             "| Seed | " + " | ".join(header) + " |",
             "| ---: |" + " ---: |" * len(header),
         ]
-        gaps = []
-        for seed in complete:
-            cells = [f"{f[name, seed]:.2f}" for name in systems]
-            if with_gap:
-                gaps.append(f[system, seed] - max(f[name, seed] for name in others))
-                cells.append(f"{gaps[-1]:+.2f}")
+        gaps = [f[system, s] - f[best, s] for s in complete] if best else []
+        for i, seed in enumerate(complete):
+            cells = [f"{f[name, seed]:.2f}" for name in systems] + ([f"{gaps[i]:+.2f}"] if best else [])
             lines.append(f"| {seed} | " + " | ".join(cells) + " |")
-        if len(complete) > 1:
-            columns = [[f[name, s] for s in complete] for name in systems] + ([gaps] if with_gap else [])
-            cells = [f"{statistics.mean(c):.2f} ({statistics.stdev(c):.2f})" for c in columns[: len(systems)]]
-            if with_gap:
+        if n > 1:
+            cells = [f"{statistics.mean(f[name, s] for s in complete):.2f} ({statistics.stdev(f[name, s] for s in complete):.2f})" for name in systems]
+            if best:
                 cells.append(f"**{statistics.mean(gaps):+.2f}** ({statistics.stdev(gaps):.2f})")
             lines.append("| mean (sd) | " + " | ".join(cells) + " |")
-            if with_gap:
-                se = statistics.stdev(gaps) / len(gaps) ** 0.5
-                lines += ["", f"Mean gap {statistics.mean(gaps):+.2f} F, standard error {se:.2f} over {len(gaps)} seeds."]
+        if best and len(others) > 1:
+            lines += ["", f"The best other system is the one with the highest mean F over these seeds: {best}."]
+        if best and n > 1:
+            se = statistics.stdev(gaps) / n**0.5
+            lines += ["", f"Mean gap {statistics.mean(gaps):+.2f} F, standard error {se:.2f} over {n} seeds."]
         left_out = [s for s in seeds if s not in complete]
         if left_out:
-            missing = ", ".join(
-                f"{s} (no {', '.join(n for n in systems if (n, s) not in f)})" for s in left_out
-            )
-            lines += ["", f"Left out, without a row for every system: seed {missing}."]
+            missing = ", ".join(f"{s} (no {', '.join(m for m in systems if (m, s) not in f)})" for s in left_out)
+            lines += ["", f"Left out, without a row for every system: seed{'' if len(left_out) == 1 else 's'} {missing}."]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
-def rows_to_markdown(rows: List[Dict[str, Any]]) -> str:
-    """A markdown table of the benchmark rows, with train seconds per epoch."""
+def rows_to_markdown(rows: List[Dict[str, Any]], with_seed: bool = False) -> str:
+    """A markdown table of the benchmark rows, with train seconds per epoch
+    (and with `with_seed`, a column for the seed)."""
+    seed_head, seed_rule = ("| Seed ", "| ---: ") if with_seed else ("", "")
     lines = [
-        "| Dataset | System | Output scored | Encoder | Epochs | Learning rate | P | R | F | Train s/epoch | Words/s | Peak RSS (MB) |",
-        "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        seed_head + "| Dataset | System | Output scored | Encoder | Epochs | Learning rate | P | R | F | Train s/epoch | Words/s | Peak RSS (MB) |",
+        seed_rule + "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         per_epoch = row["train_seconds"] / max(1, row["epochs"])
@@ -434,7 +456,8 @@ def rows_to_markdown(rows: List[Dict[str, Any]]) -> str:
         schedule = row.get("schedule", "flat")
         learn_rate = "" if rate is None else f"{rate:g} flat" if schedule == "flat" else f"{rate:g} → 0 {schedule}"
         lines.append(
-            f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} | {learn_rate} "
+            (f"| {row.get('seed')} " if with_seed else "")
+            + f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} | {learn_rate} "
             f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {per_epoch:.0f} "
             f"| {row['words_per_second']:.0f} | {row['peak_rss_mb']:.0f} |"
         )
@@ -499,6 +522,7 @@ def run(
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
         base["paths"]["descriptions"] = str(descriptions.resolve())
+    old_rows = srsly.read_json(output) if output.exists() else []
     rows: List[Dict[str, Any]] = []
     for run_seed in seed_list:
         if run_seed is not None:
@@ -515,19 +539,19 @@ def run(
             row["schedule"] = schedule
             row["seed"] = base["system"]["seed"]
             row["batch_size"] = batch_size
+            row["eval_frequency"] = eval_frequency
             row["train_limit"] = train_limit
             rows.append(row)
             msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
-    old = srsly.read_json(output) if output.exists() else []
-    all_rows = merge_rows(old, rows, keys=("system", "seed", *BUDGET_KEYS) if seeds else ("system", "dataset"))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(output, all_rows)
-    text = rows_to_markdown(all_rows)
-    if seeds:
-        text = seeds_markdown(all_rows) + "\n" + text
-    table.write_text(text, encoding="utf8")
+        # saved after every seed, so a later failure loses none of them
+        all_rows = merge_rows(old_rows, rows, by_seed=bool(seeds))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(output, all_rows)
+        text = seeds_markdown(all_rows) + "\n" + rows_to_markdown(all_rows, with_seed=True) if seeds else rows_to_markdown(all_rows)
+        table.write_text(text, encoding="utf8")
     print(text)
     msg.good(f"Saved {output} and {table}")
+
 
 if __name__ == "__main__":
     app()
