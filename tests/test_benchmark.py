@@ -182,6 +182,9 @@ def test_seeds_table_gap_to_the_best_other_system() -> None:
     # seed 2 has only binder_ner: left out of the table, and said so
     assert not any(line.startswith("| 2 |") for line in lines)
     assert lines[-1] == "Left out, without a row for every system: seed 2 (no spacy_ner, spancat)."
+    # seeds in numeric order
+    pairs = [row(system, seed, 1.0) for seed in (10, 2, 1) for system in ("binder_ner", "spacy_ner")]
+    assert [line.split(" |")[0] for line in seeds_markdown(pairs).splitlines()[4:7]] == ["| 1", "| 2", "| 10"]
     # two rows of one system, seed and budget are two variants under one name
     with pytest.raises(ValueError, match="Two rows for binder_ner with seed 0"):
         seeds_markdown(rows + [row("binder_ner", 0, 99.0)])

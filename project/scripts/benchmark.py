@@ -404,7 +404,8 @@ def seeds_markdown(rows: List[Dict[str, Any]], system: str = "binder_ner") -> st
             f[row["system"], row.get("seed")] = row["f"]
         systems = list(dict.fromkeys(row["system"] for row in own))
         systems.sort(key=lambda name: name != system)  # `system` first, the others as they ran
-        seeds = sorted({row.get("seed") for row in own}, key=str)
+        # numeric order; rows without a seed (the config's) last
+        seeds = sorted({row.get("seed") for row in own}, key=lambda seed: (seed is None, seed or 0))
         complete = [s for s in seeds if all((name, s) in f for name in systems)]
         others = [name for name in systems if name != system]
         best = None
