@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 import typer
@@ -366,14 +366,23 @@ def parse_seeds(text: str) -> List[int]:
     return seeds
 
 
-def _budget_title(row: Dict[str, Any]) -> str:
+def _dataset_text(row: Dict[str, Any]) -> str:
+    """The dataset of a row, with the train-doc limit if it had one."""
+    limit = row.get("train_limit") or 0
+    return f"{row['dataset']} (first {limit} train docs)" if limit else row["dataset"]
+
+
+def _learn_rate_text(row: Dict[str, Any]) -> str:
+    """A row's learning rate and schedule, e.g. "0.0001 → 0 linear" ("" if unknown)."""
     rate = row.get("learn_rate")
-    schedule = row.get("schedule", "flat")
-    parts = [row["dataset"] + (f" (first {row['train_limit']} train docs)" if row.get("train_limit") else "")]
-    parts.append(str(row.get("encoder")))
-    parts.append(f"{row.get('epochs')} epochs")
-    if rate is not None:
-        parts.append(f"lr {rate:g}" + (" flat" if schedule == "flat" else f" → 0 {schedule}"))
+    schedule = row.get("schedule", BUDGET_DEFAULTS["schedule"])
+    return "" if rate is None else f"{rate:g} flat" if schedule == "flat" else f"{rate:g} → 0 {schedule}"
+
+
+def _budget_title(row: Dict[str, Any]) -> str:
+    parts = [_dataset_text(row), str(row.get("encoder")), f"{row.get('epochs')} epochs"]
+    if row.get("learn_rate") is not None:
+        parts.append(f"lr {_learn_rate_text(row)}")
     if row.get("batch_size") is not None:
         parts.append(f"batches of {row['batch_size']} padded tokens")
     if row.get("eval_frequency") is not None:
@@ -451,14 +460,9 @@ def rows_to_markdown(rows: List[Dict[str, Any]], with_seed: bool = False) -> str
     ]
     for row in rows:
         per_epoch = row["train_seconds"] / max(1, row["epochs"])
-        limit = row.get("train_limit") or 0
-        dataset = f"{row['dataset']} (first {limit} train docs)" if limit else row["dataset"]
-        rate = row.get("learn_rate")
-        schedule = row.get("schedule", "flat")
-        learn_rate = "" if rate is None else f"{rate:g} flat" if schedule == "flat" else f"{rate:g} → 0 {schedule}"
         lines.append(
             (f"| {row.get('seed')} " if with_seed else "")
-            + f"| {dataset} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} | {learn_rate} "
+            + f"| {_dataset_text(row)} | {row['system']} | {row.get('output', '')} | {row['encoder']} | {row['epochs']} | {_learn_rate_text(row)} "
             f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {per_epoch:.0f} "
             f"| {row['words_per_second']:.0f} | {row['peak_rss_mb']:.0f} |"
         )
