@@ -16,6 +16,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
 
 from .descriptions import DescriptionsT, resolve_descriptions
+from .fork_safety import install_fork_hooks
 from .model import BinderOutput, get_head
 from .scorer import binder_score
 from .spans import align_gold, check_decision, decode_spans, enumerate_candidates, get_gold_spans
@@ -151,6 +152,7 @@ class BinderNER(TrainablePipe):
                 "binder_ner has both outputs switched off (set_ents = false and "
                 "set_spans = false), so it would predict nothing. Switch on at least one."
             )
+        install_fork_hooks()
         self.vocab = vocab
         self.model = model
         self.name = name

@@ -1,5 +1,4 @@
 """Thinc wiring of BINDER: text encoder + type encoder + torch scoring head."""
-import os
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Callable, List, Optional, Tuple
@@ -13,17 +12,6 @@ from thinc.types import Floats2d
 
 from .spans import CandidateBatch, enumerate_candidates
 from .torch_binder import BinderHead, BinderScores, LossWeights
-
-
-def _one_torch_thread_in_forked_children() -> None:
-    # A process forked after torch ran its OpenMP thread pool (spaCy's
-    # nlp.pipe(n_process=2) workers, say) hangs at its first parallel op.
-    # One thread per forked worker avoids that and is what such workers want.
-    torch.set_num_threads(1)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_one_torch_thread_in_forked_children)
 
 
 @dataclass
@@ -203,14 +191,8 @@ def binder_forward(
         )
     candidates = enumerate_candidates(docs, max_span_width)
     token_vectors, backprop_text = model.get_ref("text_encoder")(docs, is_train)
-    for doc, vectors in zip(docs, token_vectors):
-        if vectors.shape[0] != len(doc):
-            raise ValueError(
-                f"The text encoder returned {vectors.shape[0]} vectors for a doc "
-                f"of {len(doc)} tokens; binder_ner needs one vector per token."
-            )
+    tokens = _concatenate_token_vectors(model, docs, token_vectors, head_module.config["text_width"])
     type_vectors, backprop_types = _type_vectors(model, is_train)
-    tokens = model.ops.xp.concatenate(token_vectors, axis=0)
     head_inputs = (
         tokens,
         type_vectors,
@@ -221,19 +203,54 @@ def binder_forward(
     )
     scores, backprop_head = model.get_ref("head")(head_inputs, is_train)
     lengths = [len(doc) for doc in docs]
+    # an empty doc's gradient has the shape its encoder gave it, e.g. (0, 0)
+    shapes = [vectors.shape for vectors in token_vectors]
 
     def backprop(d_output: BinderOutput) -> List[Doc]:
         d_tokens, d_types = backprop_head(d_output.scores)
         backprop_types(d_types)
         d_token_vectors = []
         start = 0
-        for length in lengths:
-            d_token_vectors.append(d_tokens[start : start + length])
+        for length, shape in zip(lengths, shapes):
+            if length:
+                d_token_vectors.append(d_tokens[start : start + length])
+            else:
+                d_token_vectors.append(model.ops.alloc(shape, dtype=d_tokens.dtype))
             start += length
         backprop_text(d_token_vectors)
         return docs
 
     return BinderOutput(candidates=candidates, scores=scores), backprop
+
+
+def _concatenate_token_vectors(
+    model: Model, docs: List[Doc], token_vectors: List[Floats2d], width: int
+) -> Floats2d:
+    """The token vectors of the batch as one (n_tokens, width) array.
+
+    Encoders disagree on what an empty doc gets (a transformer listener
+    gives (0, 0), a Tok2Vec (0, width)); empty docs add no rows, so their
+    arrays are left out whatever their shape.
+    """
+    rows = []
+    for doc, vectors in zip(docs, token_vectors):
+        if vectors.shape[0] != len(doc):
+            raise ValueError(
+                f"The text encoder returned {vectors.shape[0]} vectors for a doc "
+                f"of {len(doc)} tokens; binder_ner needs one vector per token."
+            )
+        if len(doc) == 0:
+            continue
+        if vectors.ndim != 2 or vectors.shape[1] != width:
+            raise ValueError(
+                f"The text encoder returned vectors of shape {tuple(vectors.shape)} "
+                f"for a doc of {len(doc)} tokens, but binder_ner's weights expect "
+                f"width {width}. Use the text encoder the component was trained with."
+            )
+        rows.append(vectors)
+    if not rows:
+        return model.ops.alloc2f(0, width)
+    return model.ops.xp.concatenate(rows, axis=0)
 
 
 def _convert_head_inputs(
