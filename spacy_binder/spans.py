@@ -4,7 +4,9 @@ All positions are *global* token indices into the batch (the tokens of all
 docs concatenated), which is how the torch head sees them. Every candidate
 lies inside one segment: a sentence when the doc has sentence boundaries,
 else the whole doc. A token starts at most `max_span_width` candidates, so
-their number is linear in the number of tokens.
+their number is linear in the number of tokens. No entity starts or ends
+on a whitespace token (spaCy's `ner` has the same rule): such candidates
+are scored like any other but never predicted.
 """
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ class CandidateBatch:
     span_ends (ndarray[n_candidates]): last token of each candidate (inclusive).
     span_offsets (ndarray[n_tokens + 1]): index of the first candidate that
         starts at each token (candidates are ordered by start, then width).
+    token_is_space (ndarray[n_tokens]): whether each token is whitespace.
     """
 
     doc_offsets: numpy.ndarray
@@ -36,6 +39,7 @@ class CandidateBatch:
     span_starts: numpy.ndarray
     span_ends: numpy.ndarray
     span_offsets: numpy.ndarray
+    token_is_space: numpy.ndarray
 
     @property
     def n_tokens(self) -> int:
@@ -44,6 +48,12 @@ class CandidateBatch:
     @property
     def span_segments(self) -> numpy.ndarray:
         return self.token_segments[self.span_starts]
+
+    @property
+    def span_can_be_entity(self) -> numpy.ndarray:
+        """Whether each candidate neither starts nor ends on whitespace."""
+        space = self.token_is_space
+        return ~(space[self.span_starts] | space[self.span_ends])
 
     def span_docs(self, starts: numpy.ndarray) -> numpy.ndarray:
         """Doc index of each global token position in `starts`."""
@@ -83,6 +93,9 @@ def enumerate_candidates(docs: Sequence[Doc], max_span_width: int) -> CandidateB
     span_offsets = numpy.concatenate([[0], numpy.cumsum(spans_per_token)])
     span_starts = numpy.repeat(tokens, spans_per_token)
     widths = numpy.arange(len(span_starts), dtype="int64") - span_offsets[span_starts]
+    token_is_space = numpy.concatenate(
+        [numpy.zeros((0,), dtype=bool)] + [doc.to_array("IS_SPACE").astype(bool) for doc in docs]
+    )
     return CandidateBatch(
         doc_offsets=doc_offsets,
         token_segments=token_segments.astype("int64"),
@@ -90,6 +103,7 @@ def enumerate_candidates(docs: Sequence[Doc], max_span_width: int) -> CandidateB
         span_starts=span_starts,
         span_ends=span_starts + widths,
         span_offsets=span_offsets.astype("int64"),
+        token_is_space=token_is_space,
     )
 
 
@@ -115,6 +129,7 @@ SKIP_MISALIGNED = "do not align with the predicted tokens"
 SKIP_TOO_LONG = "are longer than max_span_width"
 SKIP_CROSSES_SEGMENT = "cross a sentence boundary"
 SKIP_UNKNOWN_LABEL = "have a label the component does not know"
+SKIP_WHITESPACE_EDGE = "start or end on a whitespace token"
 
 
 def align_gold(
@@ -132,6 +147,7 @@ def align_gold(
             SKIP_TOO_LONG,
             SKIP_CROSSES_SEGMENT,
             SKIP_UNKNOWN_LABEL,
+            SKIP_WHITESPACE_EDGE,
         )
     }
     starts: List[int] = []
@@ -154,6 +170,8 @@ def align_gold(
                 != batch.token_segments[offset + span.end - 1]
             ):
                 skipped[SKIP_CROSSES_SEGMENT][span.label_] += 1
+            elif span[0].is_space or span[-1].is_space:
+                skipped[SKIP_WHITESPACE_EDGE][span.label_] += 1
             else:
                 starts.append(offset + span.start)
                 ends.append(offset + span.end - 1)
@@ -229,6 +247,8 @@ def decode_spans(
         log_p /= 3.0
         rows, types = numpy.nonzero(log_p > log_sigmoid(numpy.float64(threshold_offset)))
         kept = log_p[rows, types].astype("float64")
+    possible = batch.span_can_be_entity[rows]
+    rows, types, kept = rows[possible], types[possible], kept[possible]
     probabilities = numpy.exp(kept)
     starts = batch.span_starts[rows]
     doc_ids = batch.span_docs(starts)

@@ -1,6 +1,7 @@
 """Candidate enumeration, gold alignment and decoding."""
 import numpy
 import pytest
+import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy.vocab import Vocab
@@ -8,6 +9,7 @@ from spacy.vocab import Vocab
 from spacy_binder.spans import (
     SKIP_CROSSES_SEGMENT,
     SKIP_TOO_LONG,
+    SKIP_WHITESPACE_EDGE,
     align_gold,
     decode_spans,
     enumerate_candidates,
@@ -119,6 +121,29 @@ def test_span_decision_uses_span_anchor_and_offset():
     assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0), sigmoid(0.5)])
     assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, 0.7, "span")[0]] == [(0, 2)]
     assert len(decode_spans(batch, scores, -5.0, "span")[0]) == 5
+
+
+@pytest.mark.parametrize("decision", ["span", "joint"])
+def test_no_entity_starts_or_ends_on_whitespace(decision):
+    """Every candidate beats its anchor, but those that start or end on the
+    whitespace token 1 are never predicted; (0,2) holds it inside."""
+    doc = Doc(spacy.blank("en").vocab, words=["Anna", "\n", "Berg"], spaces=[False, False, False])
+    batch = enumerate_candidates([doc], 3)  # (0,0) (0,1) (0,2) (1,1) (1,2) (2,2)
+    scores = binder_scores([9] * 3, [9] * 3, [9.0] * 6, [0, 0, 0])
+    decoded = decode_spans(batch, scores, 0.0, decision)[0]
+    assert [(s, e) for s, e, _, _ in decoded] == [(0, 1), (0, 3), (2, 3)]
+
+
+def test_gold_on_whitespace_edges_is_counted():
+    vocab = spacy.blank("en").vocab  # a language's vocab knows what is whitespace
+    words, spaces = ["Anna", " ", "Berg", "left"], [False, False, True, False]
+    reference = Doc(vocab, words=words, spaces=spaces)
+    reference.spans["sc"] = [Span(reference, 0, 2, "PER"), Span(reference, 0, 3, "PER"), Span(reference, 1, 2, "LOC")]
+    eg = Example(Doc(vocab, words=words, spaces=spaces), reference)
+    batch = enumerate_candidates([eg.predicted], 3)
+    gold = align_gold([eg], batch, {"PER": 0, "LOC": 1}, "sc", 3)
+    assert gold.skipped[SKIP_WHITESPACE_EDGE] == {"PER": 1, "LOC": 1}
+    assert [(int(batch.span_starts[c]), int(batch.span_ends[c])) for c in gold.spans] == [(0, 2)]
 
 
 def test_joint_decision_needs_believable_boundaries():
