@@ -75,3 +75,22 @@ def _seeded_rngs():
     from spacy.util import fix_random_seed
 
     fix_random_seed(0)
+
+
+@pytest.fixture(scope="session", params=("cnn", "transformer"))
+def trained_pipeline(request, tiny_bert_path):
+    """A trained pipeline of each kind of `util.build_pipeline` (session
+    scope: tests must not change it). Trained on the long-doc sentence too,
+    so that what the long-doc checks see is the windowing, not whether a
+    tiny model generalised."""
+    from spacy.util import fix_random_seed
+    from util import DESCRIPTIONS, LONG_DOC_GOLD, LONG_DOC_SENTENCE, NESTED_DATA, build_pipeline, make_examples, train
+
+    fix_random_seed(0)
+    nlp = build_pipeline(request.param, tiny_bert_path)
+    examples = make_examples(nlp, NESTED_DATA + [(LONG_DOC_SENTENCE, LONG_DOC_GOLD)])
+    if request.param == "cnn":
+        train(nlp, examples, 40)
+    else:
+        train(nlp, examples, 60, descriptions=DESCRIPTIONS)
+    return nlp

@@ -7,12 +7,10 @@ them are skipped when it is absent.
 """
 import hashlib
 import io
-import os
 import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import time
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Dict, List
 
 import pytest
 import srsly
+
+from util import offline_env, venv_with_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = REPO / "project"
@@ -105,7 +105,7 @@ def copy_project(dest: Path) -> Path:
 
 def run_project(args: List[str], mirror: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m spacy project ARGS` with BINDER_DATA_MIRROR set."""
-    env = {**os.environ, "BINDER_DATA_MIRROR": str(mirror), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = offline_env(BINDER_DATA_MIRROR=str(mirror))
     return subprocess.run(
         [sys.executable, "-m", "spacy", "project", *args],
         env=env, capture_output=True, text=True, timeout=timeout,
@@ -202,29 +202,13 @@ def _check_outputs(project_dir: Path, corpus: str) -> None:
 def _install_and_load(wheel: Path, venv: Path) -> str:
     """pip-install the wheel into a fresh venv without downloading anything and
     run the packaged pipeline there; return its output."""
-    # `venv --system-site-packages` would expose the base interpreter's
-    # packages, not those of the venv running the tests, so point a .pth file
-    # at ours (spaCy, spacy-binder, torch) instead.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site_dir = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    ours = sysconfig.get_paths()["purelib"]
-    Path(site_dir, "outer_env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", str(wheel)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout + install.stderr
+    python = venv_with_wheel(wheel, venv)
     code = (
         "import spacy, en_binder_ncbi_disease as pkg; nlp = spacy.load('en_binder_ncbi_disease'); "
         "doc = nlp('Mutations in the BRCA1 gene cause breast cancer and ovarian cancer.'); "
         "print(pkg.__file__); print(nlp.pipe_names); print([(s.text, s.label_) for s in doc.spans['sc']])"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=offline_env(), timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -116,6 +117,57 @@ def transformer_pipeline(model_path: str, *, window: int = 16, stride: int = 12,
     return nlp
 
 
+# The two kinds of pipeline every robustness guarantee is checked on: an
+# inline CNN with label embeddings, and a transformer component (tiny
+# random-weight BERT, windows of 16 word pieces) with binder_ner listening
+# to it and a description encoder, the shape of every pipeline the project
+# ships.
+PIPELINE_KINDS = ("cnn", "transformer")
+# what the long-document checks look for at the end of a long doc
+LONG_DOC_SENTENCE = "the University of Paris hired Anna Berg ."
+LONG_DOC_GOLD = [(1, 4, "ORG"), (3, 4, "LOC"), (5, 7, "PER")]
+
+
+def build_pipeline(kind: str, tiny_bert_path: str) -> Language:
+    if kind == "cnn":
+        return cnn_pipeline()
+    return transformer_pipeline(tiny_bert_path, window=16, stride=12)
+
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def offline_env(**extra: str) -> Dict[str, str]:
+    """This process's environment with the Hugging Face hub switched off."""
+    return {**os.environ, **OFFLINE, **extra}
+
+
+def run_python(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """`python *args` with this interpreter, offline, output captured."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=offline_env(), timeout=timeout)
+
+
+def venv_with_wheel(wheel: Path, venv: Path) -> Path:
+    """A fresh venv with `wheel` pip-installed from the file alone (no
+    index); returns its python. `venv --system-site-packages` would expose
+    the base interpreter's packages, not those of the venv running the
+    tests, so a .pth file points at ours (spaCy, spacy-binder, torch)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site_dir = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    ours = sysconfig.get_paths()["purelib"]
+    Path(site_dir, "outer_env.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-deps", str(wheel)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return python
+
+
 def train(nlp: Language, examples: List[Example], n_updates: int, **init_settings) -> Dict[str, float]:
     """Initialize (with `init_settings` for binder_ner, e.g. descriptions)
     and update on `examples` n_updates times."""
@@ -169,9 +221,7 @@ def predictions_in_subprocess(path: Path, texts: List[str], device: str = "defau
     """`predictions` of the saved pipeline at `path` (doc.spans["sc"]), loaded
     in a fresh process with the hub offline. device: 'default' (thinc's
     default, the CPU), 'cpu' (no GPU visible at all) or 'gpu'."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
+    env = offline_env(CUDA_VISIBLE_DEVICES="") if device == "cpu" else offline_env()
     result = subprocess.run(
         [sys.executable, "-c", PREDICT_SCRIPT, str(path), json.dumps(texts), device],
         capture_output=True, text=True, env=env,
@@ -194,3 +244,44 @@ def check_invariants(doc: Doc, key: str = "sc") -> None:
     ents = list(doc.ents)
     assert all(a.end <= b.start for a, b in zip(ents, ents[1:]))
     assert {(e.start, e.end, e.label_) for e in ents} <= set(keys)
+
+
+# Strings that have broken NER pipelines: empty, whitespace and control
+# characters, zero-width and combining characters, a BOM, one very long
+# token, many words, right-to-left and non-Latin scripts, emoji.
+ODD_TEXTS = [
+    "",
+    " ",
+    "   \n\t ",
+    "\n",
+    "\r\n\r\n",
+    "\u200b",
+    "\u200b\u200b Oslo \u200b",
+    "\x00\x01\x07 \x1b[0m",
+    "\ufeffAnna Berg",
+    "a\u0301\u0301\u0301 e\u0308",
+    "Aspirin",
+    "Oslo",
+    "!?!?... ;;; ---",
+    "Anna Berg 🙂 visited 東京 and Zürich ❤️ مرحبا",
+    "مرحبا بالعالم، هذه جملة عربية",
+    "🙂" * 50,
+    "x" * 5_000,
+    " ".join(["word"] * 600),
+    "the University of Paris hired Anna Berg",
+]
+
+
+def doc_outputs(docs) -> List[tuple]:
+    """(spans, scores, ents) of each doc: doc.spans["sc"] as (start, end,
+    label), their scores, and doc.ents as (start, end, label)."""
+    return [(span_tuples(doc), doc.spans["sc"].attrs["scores"], [(e.start, e.end, e.label_) for e in doc.ents]) for doc in docs]
+
+
+def assert_same_outputs(got: List[tuple], expected: List[tuple], context: str = "") -> None:
+    """The same spans and ents, and scores equal up to float noise."""
+    assert len(got) == len(expected), context
+    for (spans, scores, ents), (spans_e, scores_e, ents_e) in zip(got, expected):
+        assert spans == spans_e, context
+        assert ents == ents_e, context
+        numpy.testing.assert_allclose(scores, scores_e, rtol=1e-5, atol=1e-6, err_msg=context)
