@@ -19,8 +19,8 @@ from .descriptions import DescriptionsT, resolve_descriptions
 from .fork_safety import install_fork_hooks
 from .model import BinderOutput, get_head
 from .scorer import binder_score
-from .spans import align_gold, check_decision, decode_spans, enumerate_candidates, get_gold_spans
-from .spans import greedy_flat
+from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
+from .spans import get_gold_spans, greedy_flat
 from .torch_binder import BinderScores, LossWeights, binder_loss
 from .type_encoders import description_encoder_name, set_encoder_name
 
@@ -47,7 +47,9 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
 # Settings given to the factory; they win over the values saved with a
 # pipeline so that config overrides at load time take effect.
-SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "decision", "set_ents", "set_spans")
+SETTINGS = (
+    "spans_key", "max_span_width", "max_segment_length", "threshold_offset", "decision", "set_ents", "set_spans",
+)
 
 
 @Language.factory(
@@ -57,6 +59,7 @@ SETTINGS = ("spans_key", "max_span_width", "threshold_offset", "decision", "set_
         "model": DEFAULT_MODEL,
         "spans_key": "sc",
         "max_span_width": 30,
+        "max_segment_length": DEFAULT_MAX_SEGMENT_LENGTH,
         "threshold_offset": 0.0,
         "decision": "span",
         "set_ents": True,
@@ -79,6 +82,7 @@ def make_binder_ner(
     model: Model[List[Doc], BinderOutput],
     spans_key: str,
     max_span_width: int,
+    max_segment_length: int,
     threshold_offset: float,
     decision: str,
     set_ents: bool,
@@ -92,6 +96,12 @@ def make_binder_ner(
     spans_key (str): key in doc.spans for the nested predictions (and, when
         present in the reference docs, for the gold mentions).
     max_span_width (int): longest entity, in tokens.
+    max_segment_length (int): longest segment, in tokens. Candidates and the
+        "no entity here" anchor live in segments: the doc's sentences (those
+        of spaCy's rule-based Sentencizer when none are set), cut into
+        pieces of at most this length. Give the transformer the same
+        segments with `spacy-binder.segment_spans.v1` (`max_length` equal to
+        this) so that it reads at inference the context it was trained on.
     threshold_offset (float): logit added to the decision threshold of 0.5;
         > 0 trades recall for precision, < 0 precision for recall.
     decision (str): how a candidate span is scored: "span" (its span
@@ -112,6 +122,7 @@ def make_binder_ner(
         name,
         spans_key=spans_key,
         max_span_width=max_span_width,
+        max_segment_length=max_segment_length,
         threshold_offset=threshold_offset,
         decision=decision,
         set_ents=set_ents,
@@ -133,6 +144,7 @@ class BinderNER(TrainablePipe):
         *,
         spans_key: str = "sc",
         max_span_width: int = 30,
+        max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH,
         threshold_offset: float = 0.0,
         decision: str = "span",
         set_ents: bool = True,
@@ -145,6 +157,15 @@ class BinderNER(TrainablePipe):
         if isinstance(max_span_width, bool) or not isinstance(max_span_width, int) or max_span_width < 1:
             raise ValueError(
                 f"binder_ner max_span_width must be a positive integer (tokens), got {max_span_width!r}."
+            )
+        if (
+            isinstance(max_segment_length, bool)
+            or not isinstance(max_segment_length, int)
+            or max_segment_length < max(1, max_span_width)
+        ):
+            raise ValueError(
+                "binder_ner max_segment_length must be an integer >= max_span_width "
+                f"({max_span_width}), got {max_segment_length!r}."
             )
         check_decision(decision)
         if not set_ents and not set_spans:
@@ -166,6 +187,7 @@ class BinderNER(TrainablePipe):
         self._settings = {
             "spans_key": spans_key,
             "max_span_width": max_span_width,
+            "max_segment_length": max_segment_length,
             "threshold_offset": float(threshold_offset),
             "decision": decision,
             "set_ents": bool(set_ents),
@@ -233,6 +255,7 @@ class BinderNER(TrainablePipe):
         """Push labels, descriptions and settings into the model, and drop
         cached type vectors."""
         self.model.attrs["max_span_width"] = self.cfg["max_span_width"]
+        self.model.attrs["max_segment_length"] = self.cfg["max_segment_length"]
         self.model.attrs["descriptions"] = [
             self.cfg["descriptions"].get(label, label) for label in self.labels
         ]
@@ -484,7 +507,8 @@ class BinderNER(TrainablePipe):
             f"[binder_ner] Some gold mentions {where} cannot be learned and are left "
             "out of the loss: " + "; ".join(parts) + ". Raise max_span_width for long "
             "mentions, fix the tokenization or the span offsets for misaligned ones, "
-            "check sentence boundaries for mentions that cross them, and add unknown "
+            "check sentence boundaries (or raise max_segment_length) for mentions that "
+            "cross a segment, and add unknown "
             "labels with `labels` in [initialize.components]."
         )
 
@@ -495,7 +519,9 @@ class BinderNER(TrainablePipe):
         totals: Dict[str, Counter] = defaultdict(Counter)
 
         def count(batch: List[Example]) -> None:
-            candidates = enumerate_candidates([eg.predicted for eg in batch], self.max_span_width)
+            candidates = enumerate_candidates(
+                [eg.predicted for eg in batch], self.max_span_width, self.cfg["max_segment_length"]
+            )
             gold = align_gold(batch, candidates, label_index, self.spans_key, self.max_span_width)
             for reason, counter in gold.skipped.items():
                 totals[reason].update(counter)

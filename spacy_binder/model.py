@@ -10,7 +10,7 @@ from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from .spans import CandidateBatch, enumerate_candidates
+from .spans import DEFAULT_MAX_SEGMENT_LENGTH, CandidateBatch, enumerate_candidates
 from .torch_binder import BinderHead, BinderScores, LossWeights
 
 
@@ -119,6 +119,7 @@ def build_binder_model(
             "dropout": dropout,
             # set by the component
             "max_span_width": None,
+            "max_segment_length": DEFAULT_MAX_SEGMENT_LENGTH,
             "descriptions": [],
             "type_vector_cache": TypeVectorCache(),
         },
@@ -189,7 +190,7 @@ def binder_forward(
             f"weights were trained for at most {head_module.max_span_width} "
             "tokens. Use a value <= that, or retrain."
         )
-    candidates = enumerate_candidates(docs, max_span_width)
+    candidates = enumerate_candidates(docs, max_span_width, model.attrs["max_segment_length"])
     token_vectors, backprop_text = model.get_ref("text_encoder")(docs, is_train)
     tokens = _concatenate_token_vectors(model, docs, token_vectors, head_module.config["text_width"])
     type_vectors, backprop_types = _type_vectors(model, is_train)

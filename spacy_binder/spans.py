@@ -2,9 +2,10 @@
 
 All positions are *global* token indices into the batch (the tokens of all
 docs concatenated), which is how the torch head sees them. Every candidate
-lies inside one segment: a sentence when the doc has sentence boundaries,
-else the whole doc. A token starts at most `max_span_width` candidates, so
-their number is linear in the number of tokens. No entity starts or ends
+lies inside one segment (see `segment_bounds`): a sentence, cut into pieces
+when it is longer than `max_segment_length` tokens. A token starts at most
+`max_span_width` candidates, so their number is linear in the number of
+tokens. No entity starts or ends
 on a whitespace token (spaCy's `ner` has the same rule): such candidates
 are scored like any other but never predicted.
 """
@@ -13,10 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy
+from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from .torch_binder import END, SPAN, START, BinderScores
+
+# Longest segment, in tokens: the "no entity here" anchor pools at most this
+# many token vectors, and the transformer reads at most this many at once.
+DEFAULT_MAX_SEGMENT_LENGTH = 128
 
 
 @dataclass
@@ -60,17 +66,48 @@ class CandidateBatch:
         return numpy.searchsorted(self.doc_offsets, starts, side="right") - 1
 
 
-def segment_lengths(doc: Doc) -> List[int]:
-    """Lengths of the segments of a doc: its sentences when sentence
-    boundaries are set, else the whole doc (nothing for an empty doc)."""
+# spaCy's rule-based sentence splitter, for docs without sentence boundaries
+_SENTENCIZER = Sentencizer()
+
+
+def segment_bounds(doc: Doc, max_length: int) -> List[Tuple[int, int]]:
+    """(start, end) token offsets of the segments of a doc.
+
+    A segment is a sentence: the doc's own when sentence boundaries are set
+    (a sentencizer, parser or senter ran, or the corpus set them), else the
+    sentences spaCy's rule-based `Sentencizer` finds, without writing them
+    to the doc. A sentence longer than `max_length` tokens is cut into
+    pieces of near-equal length. So the anchor never pools more than
+    `max_length` tokens, and a doc gets the segments its sentences get one
+    by one, whatever its length. The transformer's span getter
+    `spacy-binder.segment_spans.v1` cuts the same segments, so the encoder
+    sees at inference the context it saw in training.
+    """
+    if max_length < 1:
+        raise ValueError(f"max_segment_length must be >= 1, got {max_length}.")
     if len(doc) == 0:
         return []
     if doc.has_annotation("SENT_START"):
-        return [len(sent) for sent in doc.sents]
-    return [len(doc)]
+        starts = [sent.start for sent in doc.sents]
+    else:
+        guesses = _SENTENCIZER.predict([doc])[0]
+        starts = [i for i, is_start in enumerate(guesses) if is_start]
+    bounds = []
+    for start, end in zip(starts, starts[1:] + [len(doc)]):
+        n_pieces = -(-(end - start) // max_length)
+        edges = numpy.linspace(start, end, n_pieces + 1).round().astype(int)
+        bounds.extend(zip(edges[:-1].tolist(), edges[1:].tolist()))
+    return bounds
 
 
-def enumerate_candidates(docs: Sequence[Doc], max_span_width: int) -> CandidateBatch:
+def segment_lengths(doc: Doc, max_length: int) -> List[int]:
+    """Token lengths of the segments of a doc (see `segment_bounds`)."""
+    return [end - start for start, end in segment_bounds(doc, max_length)]
+
+
+def enumerate_candidates(
+    docs: Sequence[Doc], max_span_width: int, max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH
+) -> CandidateBatch:
     """Every span of at most `max_span_width` tokens inside one segment.
 
     A segment of L tokens yields sum(min(max_span_width, L - i) for i < L)
@@ -81,7 +118,7 @@ def enumerate_candidates(docs: Sequence[Doc], max_span_width: int) -> CandidateB
     doc_lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     doc_offsets = numpy.concatenate([[0], numpy.cumsum(doc_lengths)]).astype("int64")
     seg_lengths = numpy.asarray(
-        [n for doc in docs for n in segment_lengths(doc)], dtype="int64"
+        [n for doc in docs for n in segment_lengths(doc, max_segment_length)], dtype="int64"
     )
     n_tokens = int(doc_offsets[-1])
     token_segments = numpy.repeat(numpy.arange(len(seg_lengths)), seg_lengths)
@@ -127,7 +164,7 @@ class GoldAlignment:
 
 SKIP_MISALIGNED = "do not align with the predicted tokens"
 SKIP_TOO_LONG = "are longer than max_span_width"
-SKIP_CROSSES_SEGMENT = "cross a sentence boundary"
+SKIP_CROSSES_SEGMENT = "cross a segment boundary (a sentence, or a cut of a sentence longer than max_segment_length)"
 SKIP_UNKNOWN_LABEL = "have a label the component does not know"
 SKIP_WHITESPACE_EDGE = "start or end on a whitespace token"
 

@@ -26,7 +26,7 @@ def test_add_pipe_defaults():
     binder = nlp.add_pipe("binder_ner")
     assert isinstance(binder, BinderNER)
     cfg = nlp.config["components"]["binder_ner"]
-    assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30
+    assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30 and cfg["max_segment_length"] == 128
     assert cfg["threshold_offset"] == 0.0 and cfg["set_ents"] and cfg["set_spans"]
     assert cfg["decision"] == "span" and binder.decision == "span"
     assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
@@ -58,6 +58,7 @@ def test_not_initialized_error():
         ({"max_span_width": -3}, "max_span_width"),
         ({"set_ents": False, "set_spans": False}, "both outputs"),
         ({"spans_key": ""}, "spans_key"),
+        ({"max_segment_length": 3}, r"max_segment_length must be an integer >= max_span_width \(4\), got 3"),
         ({"decision": "max"}, "decision must be one of 'span', 'joint', got 'max'"),
         ({"loss": {"@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.0, "threshold_weight": 0.0}}, "sum to zero"),
     ],

@@ -12,6 +12,7 @@ REGISTERED = {
     },
     "spacy_scorers": {"spacy-binder.binder_scorer.v1": "spacy_binder.scorer:make_binder_scorer"},
     "spacy_misc": {"spacy-binder.BinderLoss.v1": "spacy_binder.model:make_binder_loss"},
+    "spacy_span_getters": {"spacy-binder.segment_spans.v1": "spacy_binder.span_getters:configure_segment_spans"},
 }
 
 
@@ -34,6 +35,8 @@ for name in {architectures}:
 assert callable(registry.scorers.get("spacy-binder.binder_scorer.v1")())
 weights = registry.misc.get("spacy-binder.BinderLoss.v1")()
 assert (weights.gold, weights.threshold, weights.span) == (0.5, 0.5, 0.6)
+from spacy_transformers.util import registry as trf_registry
+assert callable(trf_registry.span_getters.get("spacy-binder.segment_spans.v1")(max_length=64))
 nlp = spacy.blank("en")
 nlp.add_pipe("transformer")
 pipe = nlp.add_pipe("binder_ner")

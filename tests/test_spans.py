@@ -14,6 +14,7 @@ from spacy_binder.spans import (
     decode_spans,
     enumerate_candidates,
     greedy_flat,
+    segment_bounds,
 )
 from spacy_binder.torch_binder import BinderScores
 
@@ -30,7 +31,7 @@ def expected_count(length, width):
 
 @pytest.mark.parametrize("n,width", [(1, 1), (1, 30), (7, 3), (50, 8), (200, 30), (10, 10)])
 def test_candidate_count_is_exact_and_linear(n, width):
-    batch = enumerate_candidates([make_doc(n)], width)
+    batch = enumerate_candidates([make_doc(n)], width, max_segment_length=n)
     count = len(batch.span_starts)
     assert count <= n * width
     # closed form: n*w - w(w-1)/2 when n >= w, else n(n+1)/2
@@ -40,6 +41,42 @@ def test_candidate_count_is_exact_and_linear(n, width):
     pairs = set(zip(batch.span_starts.tolist(), batch.span_ends.tolist()))
     assert len(pairs) == count
     assert pairs == {(i, j) for i in range(n) for j in range(i, min(n, i + width))}
+
+
+def test_segments_are_sentences_set_or_found_and_bounded():
+    nlp = spacy.blank("en")
+    text = "Anna Berg left Oslo. She moved to Paris! Then she came back"
+    doc = nlp.make_doc(text)
+    assert not doc.has_annotation("SENT_START")
+    found = segment_bounds(doc, 128)
+    assert [doc[s:e].text for s, e in found] == ["Anna Berg left Oslo.", "She moved to Paris!", "Then she came back"]
+    assert not doc.has_annotation("SENT_START")  # found, not written to the doc
+    # boundaries that are set win over the rules
+    doc = nlp.make_doc(text)
+    for token in doc:
+        token.is_sent_start = token.i in (0, 3)
+    assert segment_bounds(doc, 128) == [(0, 3), (3, len(doc))]
+    # a sentence of 300 tokens becomes 3 near-equal pieces of at most 128
+    long_doc = nlp.make_doc(" ".join(["word"] * 300))
+    bounds = segment_bounds(long_doc, 128)
+    assert bounds == [(0, 100), (100, 200), (200, 300)]
+    assert segment_bounds(nlp.make_doc(""), 128) == []
+    with pytest.raises(ValueError, match="max_segment_length"):
+        segment_bounds(doc, 0)
+
+
+def test_a_document_gets_the_segments_of_its_sentences():
+    """Segments of a doc without boundaries, whatever its length, are those
+    its sentences get one by one."""
+    nlp = spacy.blank("en")
+    sentences = ["Anna Berg left Oslo.", "She moved to Paris!", "Dr. Smith saw 3.5 cases (e.g. flu)."] * 400
+    doc = nlp.make_doc(" ".join(sentences))
+    expected, offset = [], 0
+    for sentence in sentences:
+        n = len(nlp.make_doc(sentence))
+        expected.append((offset, offset + n))
+        offset += n
+    assert segment_bounds(doc, 128) == expected
 
 
 def test_candidates_stay_inside_sentences_and_docs():
