@@ -132,9 +132,8 @@ def test_corrupt_saved_pipeline_names_the_file(trained_pipeline, tmp_path, damag
 
 
 def test_long_document_has_vectors_and_spans_to_its_end(trained_pipeline):
-    """40 copies of a trained sentence (320 tokens: 20 windows of the
-    transformer's 16 word pieces): every token gets a vector, and the last
-    copy gets the gold it was trained on."""
+    """40 copies of a trained sentence (320 tokens, 40 segments): every
+    token gets a vector, and the last copy gets the gold it was trained on."""
     nlp = trained_pipeline
     assert set(LONG_DOC_GOLD) <= set(span_tuples(nlp(LONG_DOC_SENTENCE)))
     doc = nlp(" ".join([LONG_DOC_SENTENCE] * 40))

@@ -1,0 +1,106 @@
+"""Documents, not sentences: a doc gets the entities its sentences get one
+by one, with or without a sentence splitter, whatever its length.
+
+The pipeline has the shape of the shipped configs: a transformer reading
+binder_ner's segments (`spacy-binder.segment_spans.v1`), so that it sees
+each sentence alone, as in training on sentence-per-Doc corpora.
+"""
+import json
+import subprocess
+
+import numpy
+import pytest
+import spacy
+
+from util import DESCRIPTIONS, NESTED_DATA, check_invariants, make_examples, run_python, train, transformer_pipeline
+from util import offline_env, venv_with_wheel
+
+# Sentences as a user's text has them: with final punctuation.
+SENTENCES = [text + " ." for text, _ in NESTED_DATA] + ["Anna Berg visited the Bank of Rome !"]
+# Float noise of a transformer reading the same sentence in another batch
+SCORE_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def segment_pipeline(tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path, segments=True)
+    data = [(text + " .", spans) for text, spans in NESTED_DATA]
+    train(nlp, make_examples(nlp, data), 60, descriptions=DESCRIPTIONS)
+    return nlp
+
+
+def sentence_by_sentence(nlp, sentences):
+    """Spans and scores of each sentence alone, shifted to document offsets."""
+    spans, scores, offset = [], [], 0
+    for doc in nlp.pipe(sentences):
+        spans.extend((s.start + offset, s.end + offset, s.label_) for s in doc.spans["sc"])
+        scores.extend(doc.spans["sc"].attrs["scores"].tolist())
+        offset += len(doc)
+    return spans, scores
+
+
+def document_predictions(doc):
+    return [(s.start, s.end, s.label_) for s in doc.spans["sc"]], doc.spans["sc"].attrs["scores"].tolist()
+
+
+@pytest.mark.parametrize("n_sentences", [10, 2_500])
+@pytest.mark.parametrize("splitter", [False, True], ids=["no-splitter", "sentencizer"])
+def test_document_equals_its_sentences_one_by_one(segment_pipeline, n_sentences, splitter):
+    nlp = segment_pipeline
+    sentences = [SENTENCES[i % len(SENTENCES)] for i in range(n_sentences)]
+    expected_spans, expected_scores = sentence_by_sentence(nlp, sentences)
+    assert expected_spans  # the check below is about something
+    if splitter:
+        nlp.add_pipe("sentencizer", first=True)
+    try:
+        doc = nlp(" ".join(sentences))
+    finally:
+        if splitter:
+            nlp.remove_pipe("sentencizer")
+    assert doc.has_annotation("SENT_START") == splitter
+    check_invariants(doc)
+    spans, scores = document_predictions(doc)
+    assert spans == expected_spans
+    numpy.testing.assert_allclose(scores, expected_scores, atol=SCORE_TOLERANCE)
+
+
+def test_strided_windows_do_not_give_that_guarantee(tiny_bert_path, segment_pipeline, tmp_path):
+    """The same weights with the transformer reading 16-piece strided windows
+    (the spacy-transformers default shape) see other context in a
+    document: the predictions move. This is what segment_spans fixes."""
+    segment_pipeline.to_disk(tmp_path / "m")
+    strided = spacy.load(tmp_path / "m", config={"components": {"transformer": {"model": {"get_spans": {
+        "@span_getters": "spacy-transformers.strided_spans.v1", "window": 16, "stride": 12}}}}})
+    sentences = SENTENCES * 3
+    expected_spans, expected_scores = sentence_by_sentence(strided, sentences)
+    spans, scores = document_predictions(strided(" ".join(sentences)))
+    assert spans != expected_spans or not numpy.allclose(scores, expected_scores, atol=SCORE_TOLERANCE)
+
+
+PREDICT = """
+import json, sys, spacy
+nlp = spacy.load(sys.argv[1])
+doc = nlp(sys.argv[2])
+print(json.dumps([[s.start, s.end, s.label_] for s in doc.spans["sc"]]))
+print(json.dumps(doc.spans["sc"].attrs["scores"].tolist()))
+"""
+
+
+@pytest.mark.slow
+def test_packaged_pipeline_keeps_the_guarantee(segment_pipeline, tmp_path):
+    nlp = segment_pipeline
+    nlp.meta["name"] = "binder_documents"
+    nlp.to_disk(tmp_path / "pipeline")
+    (tmp_path / "packages").mkdir()
+    result = run_python("-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "packages"),
+                        "--build", "wheel", "--version", "0.0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    python = venv_with_wheel(next((tmp_path / "packages").glob("*/dist/*.whl")), tmp_path / "venv")
+    sentences = SENTENCES * 25
+    expected_spans, expected_scores = sentence_by_sentence(nlp, sentences)
+    out = subprocess.run([str(python), "-c", PREDICT, "en_binder_documents", " ".join(sentences)],
+                         capture_output=True, text=True, env=offline_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    spans_line, scores_line = out.stdout.strip().splitlines()[-2:]
+    assert [tuple(s) for s in json.loads(spans_line)] == expected_spans
+    numpy.testing.assert_allclose(json.loads(scores_line), expected_scores, atol=SCORE_TOLERANCE)
