@@ -163,7 +163,9 @@ def convert_genia(
         docs, stats = result[id2split[doc_id]]
         stats["articles"] += 1
         for sentence in article.iter("sentence"):
-            docs.append(sentence_to_doc(sentence, nlp, spans_key, stats))
+            doc = sentence_to_doc(sentence, nlp, spans_key, stats)
+            doc.user_data["doc_id"] = doc_id  # the article, for document-level scores
+            docs.append(doc)
             stats["sentences"] += 1
     return result
 
@@ -178,7 +180,7 @@ def main(
     result = convert_genia(data_dir / "GENIAcorpus3.02.tgz", data_dir / "splits", nlp, spans_key)
     output_dir.mkdir(parents=True, exist_ok=True)
     for split, (docs, stats) in result.items():
-        DocBin(docs=docs, store_user_data=False).to_disk(output_dir / f"{split}.spacy")
+        DocBin(docs=docs, store_user_data=True).to_disk(output_dir / f"{split}.spacy")
         msg.divider(f"{split}: {len(docs)} docs -> {output_dir / f'{split}.spacy'}")
         print(f"articles: {stats['articles']}  sentences: {stats['sentences']}  tokens: {stats['tokens']}")
         print(f"entities: {sum(stats['entities'].values())}  nested: {stats['nested']}")
