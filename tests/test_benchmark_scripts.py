@@ -1,7 +1,6 @@
 """The measuring scripts of the project (overhead.py, scaling.py,
 profile_binder.py), run as a user runs them on a tiny trained
 transformer + binder_ner pipeline."""
-import importlib.util
 import math
 import subprocess
 import sys
@@ -12,9 +11,8 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from util import DESCRIPTIONS, NESTED_DATA, make_examples, train, transformer_pipeline
+from util import DESCRIPTIONS, NESTED_DATA, SCRIPTS, load_script, make_examples, train, transformer_pipeline
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "project" / "scripts"
 N_COPIES = 3  # docs in the DocBin: NESTED_DATA repeated
 
 
@@ -24,13 +22,6 @@ def run_script(name: str, *args) -> subprocess.CompletedProcess:
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ import subprocess
 import numpy
 import pytest
 import spacy
+from spacy.tokens import Span
 
 from util import DESCRIPTIONS, NESTED_DATA, check_invariants, make_examples, run_python, train, transformer_pipeline
-from util import offline_env, venv_with_wheel
+from util import load_script, offline_env, venv_with_wheel
 
 # Sentences as a user's text has them: with final punctuation.
 SENTENCES = [text + " ." for text, _ in NESTED_DATA] + ["Anna Berg visited the Bank of Rome !"]
@@ -75,6 +76,39 @@ def test_strided_windows_do_not_give_that_guarantee(tiny_bert_path, segment_pipe
     expected_spans, expected_scores = sentence_by_sentence(strided, sentences)
     spans, scores = document_predictions(strided(" ".join(sentences)))
     assert spans != expected_spans or not numpy.allclose(scores, expected_scores, atol=SCORE_TOLERANCE)
+
+
+def test_evaluate_documents_scores_both_views(segment_pipeline):
+    """project/scripts/evaluate_documents.py: sentence docs become groups of
+    3; with the segment pipeline both views get the same predictions, so
+    the same scores."""
+    script = load_script("evaluate_documents.py")
+    nlp = segment_pipeline
+    data = [(text + " .", spans) for text, spans in NESTED_DATA] * 2
+    gold = [eg.reference for eg in make_examples(nlp, data)]
+    rows = script.evaluate_documents(nlp, gold, dataset="toy", sentences_per_doc=3, spans_key="sc")
+    assert [(r["view"], r["docs"]) for r in rows] == [("sentences", 8), ("documents", 3)]
+    for metric in ("spans_f", "spans_p", "spans_r"):  # nested gold: no doc.ents to score
+        assert rows[0][metric] is not None and rows[0][metric] == pytest.approx(rows[1][metric])
+
+
+def test_evaluate_documents_views_of_articles_and_doc_ids():
+    script = load_script("evaluate_documents.py")
+    nlp = spacy.blank("en")
+    article = nlp.make_doc("Anna Berg left. Oslo is big. Paris too.")
+    for token in article:
+        token.is_sent_start = token.i in (0, 4, 8)
+    article.spans["sc"] = [Span(article, 0, 2, "PER"), Span(article, 4, 5, "LOC"), Span(article, 2, 6, "X")]
+    sentences, crossing = script.split_sentences([article], "sc")
+    assert [d.text.strip() for d in sentences] == ["Anna Berg left.", "Oslo is big.", "Paris too."]
+    assert [[(s.start, s.end, s.label_) for s in d.spans["sc"]] for d in sentences] == [[(0, 2, "PER")], [(0, 1, "LOC")], []]
+    assert crossing == 1  # "left . Oslo is" crosses a sentence boundary
+    assert script.join_documents([article], 10) == ([article], "corpus documents")
+    docs = [nlp.make_doc(t) for t in ("A one.", "A two.", "B one.")]
+    for doc, doc_id in zip(docs, ("a", "a", "b")):
+        doc.user_data["doc_id"] = doc_id
+    joined, unit = script.join_documents(docs, 10)
+    assert [d.text for d in joined] == ["A one. A two.", "B one."] and "doc_id" in unit
 
 
 PREDICT = """

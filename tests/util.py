@@ -1,4 +1,5 @@
 """Small pipelines and hand-made corpora shared by the tests."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,22 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.training import Example
+
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "project" / "scripts"
+
+
+def load_script(name: str):
+    """Import project/scripts/NAME as a module (scripts import their
+    neighbours, so the folder is on sys.path while it loads)."""
+    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return module
 
 
 def gpu_available() -> bool:
