@@ -41,8 +41,8 @@ install: $(STAMP)
 # The main job: the project's default workflow (NCBI-disease: fetch, convert,
 # train, evaluate, package, visualize, report) with the corpora copied from a
 # local folder laid out like ../shared/data (override with
-# BINDER_DATA_MIRROR=/path), the offline MiniLM encoder and project.yml's demo
-# schedule (200 steps, lr 1e-4) instead of the config's 20 epochs.
+# BINDER_DATA_MIRROR=/path), the offline MiniLM encoder and the schedule of
+# project.yml's vars instead of the config's own.
 BINDER_DATA_MIRROR ?= $(abspath ../shared/data)
 
 demo: $(STAMP)
