@@ -7,21 +7,20 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
-import torch
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer, torch2xp, xp2torch
+from thinc.api import Config, Model, Optimizer
 
 from .descriptions import DescriptionsT, resolve_descriptions
 from .fork_safety import install_fork_hooks
-from .model import BinderOutput, get_head
+from .model import BinderOutput, binder_loss_and_gradient, clear_type_vectors, get_head
 from .scorer import binder_score
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
 from .spans import get_gold_spans, greedy_flat
-from .torch_binder import BinderScores, LossWeights, binder_loss
+from .torch_binder import LossWeights
 from .type_encoders import description_encoder_name, set_encoder_name
 
 DEFAULT_MODEL_CONFIG = """
@@ -44,13 +43,6 @@ upstream = "*"
 name = null
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
-
-# Settings given to the factory; they win over the values saved with a
-# pipeline so that config overrides at load time take effect.
-SETTINGS = (
-    "spans_key", "max_span_width", "max_segment_length", "threshold_offset", "decision", "set_ents", "set_spans",
-)
-
 
 @Language.factory(
     "binder_ner",
@@ -233,7 +225,7 @@ class BinderNER(TrainablePipe):
 
     @threshold_offset.setter
     def threshold_offset(self, value: float) -> None:
-        self.cfg["threshold_offset"] = self._settings["threshold_offset"] = float(value)
+        self._set_setting("threshold_offset", float(value))
 
     @property
     def decision(self) -> str:
@@ -242,7 +234,13 @@ class BinderNER(TrainablePipe):
     @decision.setter
     def decision(self, value: str) -> None:
         check_decision(value)
-        self.cfg["decision"] = self._settings["decision"] = value
+        self._set_setting("decision", value)
+
+    def _set_setting(self, name: str, value: Any) -> None:
+        # `_settings` are the factory's values, which win over those saved
+        # with a pipeline (so config overrides at load time take effect);
+        # `cfg` is what is saved.
+        self._settings[name] = self.cfg[name] = value
 
     @property
     def is_initialized(self) -> bool:
@@ -259,7 +257,7 @@ class BinderNER(TrainablePipe):
         self.model.attrs["descriptions"] = [
             self.cfg["descriptions"].get(label, label) for label in self.labels
         ]
-        self.model.attrs["type_vector_cache"].clear()
+        clear_type_vectors(self.model)
 
     def add_label(self, label: str, *, description: Optional[str] = None) -> int:
         """Add an entity type. After training this works with the
@@ -373,45 +371,21 @@ class BinderNER(TrainablePipe):
         label_index = {label: i for i, label in enumerate(self.labels)}
         gold = align_gold(examples, candidates, label_index, self.spans_key, self.max_span_width)
         self._warn_skipped(gold.skipped, "in a training batch")
-        leaves = [xp2torch(s, requires_grad=True) for s in output.scores]
-        device = leaves[0].device
-
-        def index(array) -> torch.Tensor:
-            return torch.as_tensor(numpy.asarray(array, dtype="int64"), device=device)
-
-        loss, _ = binder_loss(
-            BinderScores(*leaves),
-            token_segments=index(candidates.token_segments),
-            span_starts=index(candidates.span_starts),
-            span_ends=index(candidates.span_ends),
-            span_segments=index(candidates.span_segments),
-            gold_spans=index(gold.spans),
-            gold_types=index(gold.types),
-            weights=self.loss_weights,
-        )
-        loss.backward()
-        d_scores = BinderScores(
-            *(
-                torch2xp(leaf.grad, ops=self.model.ops)
-                if leaf.grad is not None
-                else self.model.ops.xp.zeros_like(score)
-                for leaf, score in zip(leaves, output.scores)
-            )
-        )
-        return float(loss.detach()), BinderOutput(candidates=candidates, scores=d_scores)
+        loss, d_scores = binder_loss_and_gradient(self.model, output, gold.spans, gold.types, self.loss_weights)
+        return loss, BinderOutput(candidates=candidates, scores=d_scores)
 
     def finish_update(self, sgd: Optimizer) -> None:
         super().finish_update(sgd)
-        self.model.attrs["type_vector_cache"].clear()
+        clear_type_vectors(self.model)
 
     @contextmanager
     def use_params(self, params: dict):
         # Averaged parameters change the type vectors: drop the cache on the
         # way in and out.
-        self.model.attrs["type_vector_cache"].clear()
+        clear_type_vectors(self.model)
         with self.model.use_params(params):
             yield
-        self.model.attrs["type_vector_cache"].clear()
+        clear_type_vectors(self.model)
 
     def initialize(
         self,

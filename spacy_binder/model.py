@@ -3,15 +3,16 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Callable, List, Optional, Tuple
 
+import numpy
 import srsly
 import torch
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ints1d
 
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, CandidateBatch, enumerate_candidates
-from .torch_binder import BinderHead, BinderScores, LossWeights
+from .torch_binder import BinderHead, BinderScores, LossWeights, binder_loss
 
 
 @dataclass
@@ -126,6 +127,52 @@ def build_binder_model(
     )
 
 
+def clear_type_vectors(model: Model) -> None:
+    """Drop the type vectors cached for inference: call it whenever the
+    weights, labels or descriptions change."""
+    model.attrs["type_vector_cache"].clear()
+
+
+def binder_loss_and_gradient(
+    model: Model,
+    output: BinderOutput,
+    gold_spans: Ints1d,
+    gold_types: Ints1d,
+    weights: LossWeights,
+) -> Tuple[float, BinderScores]:
+    """The BINDER loss of a batch (see `torch_binder.binder_loss`) and its
+    gradient with respect to the scores, as xp arrays for `backprop`.
+
+    gold_spans (Ints1d): candidate index of each gold mention.
+    gold_types (Ints1d): type index of each gold mention.
+    """
+    candidates = output.candidates
+    leaves = [xp2torch(score, requires_grad=True) for score in output.scores]
+    device = leaves[0].device
+
+    def index(array) -> torch.Tensor:
+        return torch.as_tensor(numpy.asarray(array, dtype="int64"), device=device)
+
+    loss, _ = binder_loss(
+        BinderScores(*leaves),
+        token_segments=index(candidates.token_segments),
+        span_starts=index(candidates.span_starts),
+        span_ends=index(candidates.span_ends),
+        span_segments=index(candidates.span_segments),
+        gold_spans=index(gold_spans),
+        gold_types=index(gold_types),
+        weights=weights,
+    )
+    loss.backward()
+    d_scores = BinderScores(
+        *(
+            torch2xp(leaf.grad, ops=model.ops) if leaf.grad is not None else model.ops.xp.zeros_like(score)
+            for leaf, score in zip(leaves, output.scores)
+        )
+    )
+    return float(loss.detach()), d_scores
+
+
 def get_head(model: Model) -> Optional[BinderHead]:
     """The torch head, or None before the model is initialized."""
     module = model.get_ref("head").shims[0]._model
@@ -158,7 +205,7 @@ def binder_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> None:
         dropout=model.attrs["dropout"],
     )
     head_wrapper.shims[0]._model = module.to(head_wrapper.shims[0].device)
-    model.attrs["type_vector_cache"].clear()
+    clear_type_vectors(model)
 
 
 def _type_vectors(model: Model, is_train: bool) -> Tuple[Floats2d, Callable]:
