@@ -365,3 +365,24 @@ def test_gold_not_aligned_with_tokens_is_counted():
     reference.spans["sc"] = [Span(reference, 0, 1, label="LOC"), Span(reference, 0, 2, label="LOC")]
     with pytest.warns(UserWarning, match=r"1 do not align with the predicted tokens \(\{'LOC': 1\}\)"):
         nlp.initialize(lambda: [Example(predicted, reference)])
+
+
+@pytest.mark.parametrize("empty_shape", [(0, 0), (0, 8)], ids=["transformer-listener", "tok2vec"])
+def test_empty_doc_vectors_of_any_shape(empty_shape):
+    """What encoders give an empty doc differs: (0, 0) from a transformer
+    listener, (0, width) from a Tok2Vec. Empty docs add no rows either way;
+    a non-empty doc of the wrong width is an error that says so."""
+    from spacy_binder.model import _concatenate_token_vectors
+    from thinc.api import Model, NumpyOps
+
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(""), nlp.make_doc("Anna Berg"), nlp.make_doc("")]
+    model = Model("stub", lambda model, X, is_train: (X, None), ops=NumpyOps())
+    vectors = [numpy.zeros(empty_shape, dtype="f"), numpy.ones((2, 8), dtype="f"), numpy.zeros(empty_shape, dtype="f")]
+    tokens = _concatenate_token_vectors(model, docs, vectors, width=8)
+    assert tokens.shape == (2, 8) and (tokens == 1).all()
+    assert _concatenate_token_vectors(model, docs[:1], vectors[:1], width=8).shape == (0, 8)
+    with pytest.raises(ValueError, match=r"shape \(2, 8\).*expect width 16"):
+        _concatenate_token_vectors(model, docs, vectors, width=16)
+    with pytest.raises(ValueError, match="returned 1 vectors for a doc of 2 tokens"):
+        _concatenate_token_vectors(model, docs[1:2], [numpy.ones((1, 8), dtype="f")], width=8)
