@@ -13,8 +13,8 @@ import pytest
 import spacy
 from spacy.tokens import Span
 
-from util import DESCRIPTIONS, NESTED_DATA, check_invariants, make_examples, run_python, train, transformer_pipeline
-from util import load_script, offline_env, venv_with_wheel
+from util import DESCRIPTIONS, NESTED_DATA, check_invariants, install_as_package, load_script, make_examples, offline_env
+from util import train, transformer_pipeline
 
 # Sentences as a user's text has them: with final punctuation.
 SENTENCES = [text + " ." for text, _ in NESTED_DATA] + ["Anna Berg visited the Bank of Rome !"]
@@ -123,13 +123,7 @@ print(json.dumps(doc.spans["sc"].attrs["scores"].tolist()))
 @pytest.mark.slow
 def test_packaged_pipeline_keeps_the_guarantee(segment_pipeline, tmp_path):
     nlp = segment_pipeline
-    nlp.meta["name"] = "binder_documents"
-    nlp.to_disk(tmp_path / "pipeline")
-    (tmp_path / "packages").mkdir()
-    result = run_python("-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "packages"),
-                        "--build", "wheel", "--version", "0.0.1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    python = venv_with_wheel(next((tmp_path / "packages").glob("*/dist/*.whl")), tmp_path / "venv")
+    python = install_as_package(nlp, "binder_documents", tmp_path)
     sentences = SENTENCES * 25
     expected_spans, expected_scores = sentence_by_sentence(nlp, sentences)
     out = subprocess.run([str(python), "-c", PREDICT, "en_binder_documents", " ".join(sentences)],

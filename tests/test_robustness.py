@@ -24,8 +24,8 @@ from spacy.util import fix_random_seed
 from fuzz_pipeline import fuzz
 from util import LONG_DOC_GOLD, LONG_DOC_SENTENCE, PIPELINE_KINDS, build_pipeline
 from util import DESCRIPTIONS, NESTED_DATA, check_invariants, cnn_pipeline, make_examples, span_tuples, train
-from util import ODD_TEXTS, assert_same_outputs, doc_outputs, offline_env, run_python, transformer_pipeline, update
-from util import venv_with_wheel
+from util import ODD_TEXTS, assert_same_outputs, doc_outputs, install_as_package, offline_env, transformer_pipeline
+from util import update
 
 FUZZ_SCRIPT = Path(__file__).parent / "fuzz_pipeline.py"
 
@@ -80,16 +80,9 @@ def test_fuzz_minilm_pipeline_and_its_installed_wheel(minilm_path, tmp_path):
     """The fuzz command on a MiniLM pipeline (transformer + binder_ner, the
     shipped shape), from its folder and from its `spacy package` wheel
     installed in a fresh venv: zero failures in both."""
-    nlp = transformer_pipeline(minilm_path, window=128, stride=96, max_span_width=8)
+    nlp = transformer_pipeline(minilm_path, segments=True, max_span_width=8)
     train(nlp, make_examples(nlp, NESTED_DATA + [(LONG_DOC_SENTENCE, LONG_DOC_GOLD)]), 12, descriptions=DESCRIPTIONS)
-    nlp.meta["name"] = "binder_fuzz"
-    nlp.to_disk(tmp_path / "pipeline")
-    (tmp_path / "packages").mkdir()
-    package = run_python("-m", "spacy", "package", str(tmp_path / "pipeline"), str(tmp_path / "packages"),
-                         "--build", "wheel", "--version", "0.0.1")
-    assert package.returncode == 0, package.stderr[-3000:]
-    wheel = next((tmp_path / "packages").glob("en_binder_fuzz-0.0.1/dist/*.whl"))
-    venv_python = venv_with_wheel(wheel, tmp_path / "venv")
+    venv_python = install_as_package(nlp, "binder_fuzz", tmp_path)
     for python, pipeline in ((sys.executable, str(tmp_path / "pipeline")), (str(venv_python), "en_binder_fuzz")):
         result = subprocess.run(
             [python, str(FUZZ_SCRIPT), pipeline, "--batches", "150", "--threshold-offset", "-3"],

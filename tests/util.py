@@ -183,6 +183,20 @@ def venv_with_wheel(wheel: Path, venv: Path) -> Path:
     return python
 
 
+def install_as_package(nlp: Language, name: str, folder: Path) -> Path:
+    """Save `nlp` under folder/pipeline, build its `spacy package` wheel
+    (package en_<name>, version 0.0.1) and install it in a fresh venv
+    under folder/venv; returns that venv's python."""
+    nlp.meta["name"] = name
+    nlp.to_disk(folder / "pipeline")
+    (folder / "packages").mkdir()
+    result = run_python("-m", "spacy", "package", str(folder / "pipeline"), str(folder / "packages"),
+                        "--build", "wheel", "--version", "0.0.1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    wheel = next((folder / "packages").glob(f"en_{name}-0.0.1/dist/*.whl"))
+    return venv_with_wheel(wheel, folder / "venv")
+
+
 def train(nlp: Language, examples: List[Example], n_updates: int, **init_settings) -> Dict[str, float]:
     """Initialize (with `init_settings` for binder_ner, e.g. descriptions)
     and update on `examples` n_updates times."""
