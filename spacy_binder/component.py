@@ -220,6 +220,10 @@ class BinderNER(TrainablePipe):
         return self.cfg["max_span_width"]
 
     @property
+    def max_segment_length(self) -> int:
+        return self.cfg["max_segment_length"]
+
+    @property
     def threshold_offset(self) -> float:
         return self.cfg["threshold_offset"]
 
@@ -253,7 +257,7 @@ class BinderNER(TrainablePipe):
         """Push labels, descriptions and settings into the model, and drop
         cached type vectors."""
         self.model.attrs["max_span_width"] = self.cfg["max_span_width"]
-        self.model.attrs["max_segment_length"] = self.cfg["max_segment_length"]
+        self.model.attrs["max_segment_length"] = self.max_segment_length
         self.model.attrs["descriptions"] = [
             self.cfg["descriptions"].get(label, label) for label in self.labels
         ]
@@ -494,7 +498,7 @@ class BinderNER(TrainablePipe):
 
         def count(batch: List[Example]) -> None:
             candidates = enumerate_candidates(
-                [eg.predicted for eg in batch], self.max_span_width, self.cfg["max_segment_length"]
+                [eg.predicted for eg in batch], self.max_span_width, self.max_segment_length
             )
             gold = align_gold(batch, candidates, label_index, self.spans_key, self.max_span_width)
             for reason, counter in gold.skipped.items():

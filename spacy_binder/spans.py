@@ -5,9 +5,9 @@ docs concatenated), which is how the torch head sees them. Every candidate
 lies inside one segment (see `segment_bounds`): a sentence, cut into pieces
 when it is longer than `max_segment_length` tokens. A token starts at most
 `max_span_width` candidates, so their number is linear in the number of
-tokens. No entity starts or ends
-on a whitespace token (spaCy's `ner` has the same rule): such candidates
-are scored like any other but never predicted.
+tokens. No entity starts or ends on a whitespace token (spaCy's `ner` has
+the same rule): such candidates are scored like any other but never
+predicted.
 """
 from collections import Counter
 from dataclasses import dataclass
@@ -207,7 +207,7 @@ def align_gold(
                 != batch.token_segments[offset + span.end - 1]
             ):
                 skipped[SKIP_CROSSES_SEGMENT][span.label_] += 1
-            elif span[0].is_space or span[-1].is_space:
+            elif batch.token_is_space[offset + span.start] or batch.token_is_space[offset + span.end - 1]:
                 skipped[SKIP_WHITESPACE_EDGE][span.label_] += 1
             else:
                 starts.append(offset + span.start)
