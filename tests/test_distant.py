@@ -1,32 +1,18 @@
 """Distant supervision: the term file, dictionary matching and its scores,
-the loss options for partially annotated data, the comparison script, and
-the `distant` project workflow on a slice of NCBI-disease."""
-import math
+the comparison script, and the `distant` project workflow on a slice of
+NCBI-disease. The loss options for partially annotated data are tested in
+test_losses.py."""
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy
 import pytest
 import spacy
 import srsly
-import torch
 from spacy import util
 from spacy.tokens import Doc, DocBin, Span
 
-from spacy_binder.torch_binder import (
-    END,
-    SPAN,
-    START,
-    BinderScores,
-    LossWeights,
-    binder_loss,
-    contrastive_losses,
-    segment_logsumexp,
-)
-from test_losses import CASES, make_example, torch_loss
 from test_project import DATA, PROJECT, REPO, TINY_VARS, copy_project, make_mirror, needs_data, run_project
-from util import NESTED_DATA, cnn_pipeline, make_examples, train
 
 sys.path.insert(0, str(PROJECT / "scripts"))
 from distant_compare import binder_config, parse_variant, parse_variants, rows_to_markdown  # noqa: E402
@@ -219,218 +205,6 @@ def test_dictionary_from_gold_mentions(tmp_path: Path) -> None:
     # the list matches the corpus it came from on its own tokens
     relabeled = label_docs(docs[:3], DictionaryMatcher(read_term_file(path), nlp), "sc")
     assert relabeled.scores["r"] == 100.0
-
-
-# -- loss options ------------------------------------------------------------
-
-
-def _previous_binder_loss(scores, *, token_segments, span_starts, span_ends, span_segments, gold_spans, gold_types, weights):
-    """binder_loss as it was before the partial-annotation options (frozen
-    copy), to check that the defaults reproduce it bit for bit."""
-
-    def previous_contrastive(level_scores, anchors, segments, is_gold, gold_rows, gold_types_):
-        negatives = level_scores.masked_fill(is_gold, float("-inf"))
-        negatives_lse = segment_logsumexp(negatives, segments, anchors.shape[0])
-        denominator = torch.logaddexp(anchors, negatives_lse)
-        threshold_loss = (denominator - anchors).mean() if anchors.numel() else level_scores.sum() * 0.0
-        if gold_rows.numel():
-            gold_scores = level_scores[gold_rows, gold_types_]
-            gold_denominator = torch.logaddexp(gold_scores, denominator[segments[gold_rows], gold_types_])
-            gold_loss = (gold_denominator - gold_scores).mean()
-        else:
-            gold_loss = level_scores.sum() * 0.0
-        return gold_loss, threshold_loss
-
-    n_types = scores.span.shape[1]
-    total = scores.span.new_zeros(())
-    levels = (
-        (START, scores.start, token_segments, span_starts[gold_spans], weights.start),
-        (END, scores.end, token_segments, span_ends[gold_spans], weights.end),
-        (SPAN, scores.span, span_segments, gold_spans, weights.span),
-    )
-    for level, level_scores, segments, rows, level_weight in levels:
-        is_gold = torch.zeros((level_scores.shape[0], n_types), dtype=torch.bool)
-        is_gold[rows, gold_types] = True
-        gold_loss, threshold_loss = previous_contrastive(level_scores, scores.anchor[:, level], segments, is_gold, rows, gold_types)
-        total = total + level_weight * (weights.gold * gold_loss + weights.threshold * threshold_loss)
-    return total
-
-
-def _loss_and_grads(example, weights, loss_fn=binder_loss):
-    scores = BinderScores(*(torch.tensor(example[k], requires_grad=True) for k in ("start", "end", "span", "anchor")))
-    as_long = lambda key: torch.tensor(numpy.asarray(example[key]), dtype=torch.long)  # noqa: E731
-    result = loss_fn(
-        scores, token_segments=as_long("token_segments"), span_starts=as_long("span_starts"),
-        span_ends=as_long("span_ends"), span_segments=as_long("span_segments"),
-        gold_spans=as_long("gold_spans"), gold_types=as_long("gold_types"), weights=weights,
-    )  # fmt: skip
-    loss = result[0] if isinstance(result, tuple) else result
-    loss.backward()
-    return loss.detach(), [leaf.grad for leaf in scores]
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_unlabeled_weight_one_is_the_previous_loss_bit_for_bit(case: str) -> None:
-    n_types, gold = CASES[case]
-    example = make_example(numpy.random.default_rng(7 + len(gold)), n_types, gold)
-    previous, previous_grads = _loss_and_grads(example, LossWeights(), _previous_binder_loss)
-    for weights in (LossWeights(), LossWeights(unlabeled_weight=1.0, ignore_overlapping_negatives=False)):
-        loss, grads = _loss_and_grads(example, weights)
-        assert torch.equal(loss, previous)
-        assert all(torch.equal(a, b) for a, b in zip(grads, previous_grads))
-
-
-def test_smaller_unlabeled_weight_lowers_the_loss_when_a_negative_outscores_gold() -> None:
-    # one segment, one type: the gold item scores 1, negatives 3 and 0, anchor 0.5
-    scores = torch.tensor([[1.0], [3.0], [0.0]], dtype=torch.float64)
-    anchors = torch.tensor([[0.5]], dtype=torch.float64)
-    args = (scores, anchors, torch.tensor([0, 0, 0]), torch.tensor([[True], [False], [False]]),
-            torch.tensor([0]), torch.tensor([0]))  # fmt: skip
-    full_gold, full_threshold = contrastive_losses(*args)
-    for w in (0.5, 0.1):
-        gold, threshold = contrastive_losses(*args, unlabeled_weight=w)
-        negatives = w * (math.exp(3.0) + math.exp(0.0))
-        assert gold.item() == pytest.approx(-math.log(math.exp(1.0) / (math.exp(1.0) + math.exp(0.5) + negatives)), rel=1e-12)
-        assert threshold.item() == pytest.approx(-math.log(math.exp(0.5) / (math.exp(0.5) + negatives)), rel=1e-12)
-        assert gold < full_gold and threshold < full_threshold
-        full_gold, full_threshold = gold, threshold
-    # the whole loss, on an example where some negative outscores a gold item
-    example = make_example(numpy.random.default_rng(3), 2, [((0, 1), 0), ((5, 6), 1)])
-    gold_row = example["gold_spans"][0]
-    gold_score = example["span"][gold_row, 0]
-    assert numpy.delete(example["span"][:, 0], gold_row).max() > gold_score
-    losses = [_loss_and_grads(example, LossWeights(unlabeled_weight=w))[0].item() for w in (1.0, 0.5, 0.2)]
-    assert losses[0] > losses[1] > losses[2] > 0
-
-
-def _reference_with_options(example, weights):
-    """The loss with both options, written out loop by loop: per level, the
-    negatives of type t are the non-gold items that do not touch a gold
-    mention of type t (when ignoring overlaps), each with weight w."""
-    starts, ends = example["span_starts"], example["span_ends"]
-    gold = list(zip(example["gold_spans"], example["gold_types"]))
-    mentions = [(starts[c], ends[c], t) for c, t in gold]
-    w = weights.unlabeled_weight
-
-    def touches(first, last, t):
-        return any(t == gt and first <= ge and gs <= last for gs, ge, gt in mentions)
-
-    per_level = [
-        (example["start"], example["token_segments"], [(starts[c], t) for c, t in gold], lambda i: (i, i), weights.start),
-        (example["end"], example["token_segments"], [(ends[c], t) for c, t in gold], lambda i: (i, i), weights.end),
-        (example["span"], example["span_segments"], gold, lambda i: (starts[i], ends[i]), weights.span),
-    ]
-    total = 0.0
-    for level, (scores, segments, pairs, extent, level_weight) in enumerate(per_level):
-        anchors = example["anchor"][:, level]
-        gold_set = set(pairs)
-
-        def negatives(g, t):
-            return [
-                scores[i, t] + math.log(w) for i in range(len(scores))
-                if segments[i] == g and (i, t) not in gold_set
-                and not (weights.ignore_overlapping_negatives and touches(*extent(i), t))
-            ]  # fmt: skip
-
-        def nll_first(logits):
-            top = max(logits)
-            return -(logits[0] - top - math.log(sum(math.exp(x - top) for x in logits)))
-
-        threshold = [nll_first([anchors[g, t]] + negatives(g, t)) for g in range(anchors.shape[0]) for t in range(anchors.shape[1])]
-        gold_rows = [nll_first([scores[i, t], anchors[segments[i], t]] + negatives(segments[i], t)) for i, t in pairs]
-        total += level_weight * (weights.gold * (numpy.mean(gold_rows) if gold_rows else 0.0) + weights.threshold * numpy.mean(threshold))
-    return total
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("w,ignore", [(0.3, False), (1.0, True), (0.5, True)])
-def test_loss_options_match_a_loop_reference(case: str, w: float, ignore: bool) -> None:
-    n_types, gold = CASES[case]
-    example = make_example(numpy.random.default_rng(11 + n_types), n_types, gold)
-    weights = LossWeights(unlabeled_weight=w, ignore_overlapping_negatives=ignore)
-    loss, _ = _loss_and_grads(example, weights)
-    assert loss.item() == pytest.approx(_reference_with_options(example, weights), rel=1e-9)
-
-
-def _single_segment_example():
-    """Five tokens in one segment, spans of up to 3 tokens, two types; gold:
-    tokens 1-2 of type 0."""
-    spans = [(i, j) for i in range(5) for j in range(i, min(i + 3, 5))]
-    rng = numpy.random.default_rng(5)
-    return spans, {
-        "start": rng.normal(size=(5, 2)), "end": rng.normal(size=(5, 2)),
-        "span": rng.normal(size=(len(spans), 2)), "anchor": rng.normal(size=(1, 3, 2)),
-        "token_segments": [0] * 5, "span_starts": [s for s, _ in spans], "span_ends": [e for _, e in spans],
-        "span_segments": [0] * len(spans), "gold_spans": [spans.index((1, 2))], "gold_types": [0],
-    }  # fmt: skip
-
-
-def test_ignore_overlapping_negatives_hand_built() -> None:
-    spans, example = _single_segment_example()
-    ignoring = LossWeights(ignore_overlapping_negatives=True)
-
-    def loss_after_bump(weights, field, index, amount=5.0):
-        bumped = {k: (numpy.array(v, dtype=float, copy=True) if k in ("start", "end", "span", "anchor") else v) for k, v in example.items()}
-        bumped[field][index] += amount
-        return _loss_and_grads(bumped, weights)[0].item()
-
-    base = _loss_and_grads(example, ignoring)[0].item()
-    # spans of type 0 that share a token with the gold (1, 2) but are not it
-    # are no negatives: raising their score changes nothing
-    overlapping = [(0, 1), (0, 2), (1, 1), (1, 3), (2, 2), (2, 3), (2, 4)]
-    assert sorted(s for s in spans if s[0] <= 2 and s[1] >= 1 and s != (1, 2)) == overlapping
-    for span in overlapping:
-        assert loss_after_bump(ignoring, "span", (spans.index(span), 0)) == base, span
-    # tokens inside the gold: 2 as a start, 1 as an end
-    assert loss_after_bump(ignoring, "start", (2, 0)) == base
-    assert loss_after_bump(ignoring, "end", (1, 0)) == base
-    # they stay negatives for the other type, and the spans that do not
-    # touch the gold stay negatives for type 0
-    assert loss_after_bump(ignoring, "span", (spans.index((2, 3)), 1)) > base
-    assert loss_after_bump(ignoring, "span", (spans.index((3, 4)), 0)) > base
-    assert loss_after_bump(ignoring, "start", (3, 0)) > base
-    # without the option every overlapping span is a negative
-    plain = _loss_and_grads(example, LossWeights())[0].item()
-    assert plain > base
-    assert loss_after_bump(LossWeights(), "span", (spans.index((2, 3)), 0)) > plain
-    # the gradient of an ignored entry is exactly zero
-    _, grads = _loss_and_grads(example, ignoring)
-    assert grads[SPAN][spans.index((1, 3)), 0].item() == 0.0 and grads[SPAN][spans.index((1, 3)), 1].item() != 0.0
-
-
-def test_ignore_overlapping_without_gold_is_the_plain_loss() -> None:
-    example = make_example(numpy.random.default_rng(0), 2, [])
-    plain, _ = _loss_and_grads(example, LossWeights())
-    ignoring, _ = _loss_and_grads(example, LossWeights(ignore_overlapping_negatives=True))
-    assert torch.equal(plain, ignoring)
-
-
-@pytest.mark.parametrize("value", [0.0, -0.5, 1.5, float("nan"), float("inf"), True, "0.5"])
-def test_unlabeled_weight_validation(value) -> None:
-    with pytest.raises(ValueError, match=r"'unlabeled_weight' must be a number in \(0, 1\]"):
-        LossWeights(unlabeled_weight=value)
-
-
-def test_ignore_overlapping_validation() -> None:
-    with pytest.raises(ValueError, match="'ignore_overlapping_negatives' must be true or false"):
-        LossWeights(ignore_overlapping_negatives="yes")
-
-
-def test_component_options_in_config_and_cfg(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unlabeled_weight"):
-        cnn_pipeline(loss={"@misc": "spacy-binder.BinderLoss.v1", "unlabeled_weight": 0.0})
-    loss = {"@misc": "spacy-binder.BinderLoss.v1", "unlabeled_weight": 0.5, "ignore_overlapping_negatives": True}
-    nlp = cnn_pipeline(loss=loss)
-    binder = nlp.get_pipe("binder_ner")
-    assert binder.loss_weights.unlabeled_weight == 0.5 and binder.loss_weights.ignore_overlapping_negatives
-    assert binder.cfg["unlabeled_weight"] == 0.5 and binder.cfg["ignore_overlapping_negatives"] is True
-    losses = train(nlp, make_examples(nlp, NESTED_DATA), 3)
-    assert math.isfinite(losses["binder_ner"]) and losses["binder_ner"] > 0
-    nlp.to_disk(tmp_path / "pipeline")
-    saved = srsly.read_json(tmp_path / "pipeline" / "binder_ner" / "cfg")
-    assert saved["unlabeled_weight"] == 0.5 and saved["ignore_overlapping_negatives"] is True
-    loaded = spacy.load(tmp_path / "pipeline").get_pipe("binder_ner")
-    assert loaded.loss_weights.unlabeled_weight == 0.5 and loaded.cfg["ignore_overlapping_negatives"] is True
 
 
 # -- the comparison script ------------------------------------------------------
