@@ -1,10 +1,12 @@
 """The `binder_ner` pipeline component."""
+import math
+import numbers
 import warnings
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
 from spacy.language import Language
@@ -43,6 +45,66 @@ upstream = "*"
 name = null
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+
+
+class Setting(NamedTuple):
+    """A setting of binder_ner, kept in `cfg`.
+
+    is_valid (Optional[Callable[[Any, Dict[str, Any]], bool]]): whether a
+        value is valid, given all the settings (those declared before it are
+        checked already); None where the value comes checked.
+    must_be (str): what a valid value is, for the error; formatted with all
+        the settings.
+    convert (Callable[[Any], Any]): the value as `cfg` keeps it.
+    """
+
+    name: str
+    is_valid: Optional[Callable[[Any, Dict[str, Any]], bool]] = None
+    must_be: str = ""
+    convert: Callable[[Any], Any] = lambda value: value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _is_decision(value: Any, settings: Dict[str, Any]) -> bool:
+    check_decision(value)  # raises, saying what each rule does
+    return True
+
+
+# The settings of the component: the factory's arguments, then the loss
+# options, recorded with the pipeline (how it was trained on partial labels;
+# LossWeights checks them). `cfg` holds them next to labels and descriptions,
+# the factory's values win over the saved ones on load, and each is checked
+# here wherever it is set.
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("spans_key", lambda v, s: isinstance(v, str) and v != "", "a non-empty string"),
+    Setting("max_span_width", lambda v, s: _is_int(v) and v >= 1, "a positive integer (tokens)"),
+    Setting(
+        "max_segment_length",
+        lambda v, s: _is_int(v) and v >= s["max_span_width"],
+        "an integer >= max_span_width ({max_span_width})",
+    ),
+    Setting(
+        "threshold_offset",
+        lambda v, s: _is_number(v),
+        "a number (a logit added to the decision threshold)",
+        float,
+    ),
+    Setting("decision", _is_decision),
+    Setting("set_ents", lambda v, s: isinstance(v, bool), "true or false"),
+    Setting("set_spans", lambda v, s: isinstance(v, bool), "true or false"),
+    Setting("unlabeled_weight", convert=float),
+    Setting("ignore_overlapping_negatives"),
+)
+# The model settings that saved weights must have been trained with.
+MODEL_SETTINGS = ("projection_size", "width_embedding_size")
+
 
 @Language.factory(
     "binder_ner",
@@ -144,55 +206,34 @@ class BinderNER(TrainablePipe):
         loss: Optional[LossWeights] = None,
         scorer: Optional[Callable] = binder_score,
     ):
-        if not isinstance(spans_key, str) or not spans_key:
-            raise ValueError(f"binder_ner spans_key must be a non-empty string, got {spans_key!r}.")
-        if isinstance(max_span_width, bool) or not isinstance(max_span_width, int) or max_span_width < 1:
-            raise ValueError(
-                f"binder_ner max_span_width must be a positive integer (tokens), got {max_span_width!r}."
-            )
-        if (
-            isinstance(max_segment_length, bool)
-            or not isinstance(max_segment_length, int)
-            or max_segment_length < max(1, max_span_width)
-        ):
-            raise ValueError(
-                "binder_ner max_segment_length must be an integer >= max_span_width "
-                f"({max_span_width}), got {max_segment_length!r}."
-            )
-        check_decision(decision)
-        if not set_ents and not set_spans:
-            raise ValueError(
-                "binder_ner has both outputs switched off (set_ents = false and "
-                "set_spans = false), so it would predict nothing. Switch on at least one."
-            )
-        install_fork_hooks()
-        self.vocab = vocab
-        self.model = model
-        self.name = name
-        self.scorer = scorer
         self.loss_weights = loss if loss is not None else LossWeights()
         if not isinstance(self.loss_weights, LossWeights):
             raise ValueError(
                 "binder_ner loss must be a spacy-binder.BinderLoss.v1 block, got "
                 f"{type(self.loss_weights).__name__}."
             )
-        self._settings = {
-            "spans_key": spans_key,
-            "max_span_width": max_span_width,
-            "max_segment_length": max_segment_length,
-            "threshold_offset": float(threshold_offset),
-            "decision": decision,
-            "set_ents": bool(set_ents),
-            "set_spans": bool(set_spans),
-            # recorded with the pipeline: how it was trained on partial labels
-            "unlabeled_weight": float(self.loss_weights.unlabeled_weight),
-            "ignore_overlapping_negatives": self.loss_weights.ignore_overlapping_negatives,
-        }
-        self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}, **self._settings}
+        self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}}
+        # the factory's values (and those set since), which win over the
+        # saved ones on load so that config overrides at load time take effect
+        self._settings: Dict[str, Any] = {}
+        self._set_settings(
+            spans_key=spans_key,
+            max_span_width=max_span_width,
+            max_segment_length=max_segment_length,
+            threshold_offset=threshold_offset,
+            decision=decision,
+            set_ents=set_ents,
+            set_spans=set_spans,
+            unlabeled_weight=self.loss_weights.unlabeled_weight,
+            ignore_overlapping_negatives=self.loss_weights.ignore_overlapping_negatives,
+        )
+        install_fork_hooks()
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
         # the model settings of the config, to check saved weights against
-        self._model_settings = {
-            key: model.attrs[key] for key in ("projection_size", "width_embedding_size")
-        }
+        self._model_settings = {key: model.attrs[key] for key in MODEL_SETTINGS}
         # (reason, label) pairs of unlearnable gold already warned about
         self._warned: Set[Tuple[str, str]] = set()
         self._sync_model()
@@ -229,7 +270,7 @@ class BinderNER(TrainablePipe):
 
     @threshold_offset.setter
     def threshold_offset(self, value: float) -> None:
-        self._set_setting("threshold_offset", float(value))
+        self._set_settings(threshold_offset=value)
 
     @property
     def decision(self) -> str:
@@ -237,14 +278,27 @@ class BinderNER(TrainablePipe):
 
     @decision.setter
     def decision(self, value: str) -> None:
-        check_decision(value)
-        self._set_setting("decision", value)
+        self._set_settings(decision=value)
 
-    def _set_setting(self, name: str, value: Any) -> None:
-        # `_settings` are the factory's values, which win over those saved
-        # with a pipeline (so config overrides at load time take effect);
-        # `cfg` is what is saved.
-        self._settings[name] = self.cfg[name] = value
+    def _set_settings(self, **values: Any) -> None:
+        """Check settings against SETTINGS and keep them in `cfg` and in the
+        values that win on load."""
+        settings = {**self._settings, **values}
+        for setting in SETTINGS:  # in order: a rule may read an earlier setting
+            value = settings[setting.name]
+            if setting.is_valid is not None and not setting.is_valid(value, settings):
+                raise ValueError(
+                    f"binder_ner {setting.name} must be "
+                    f"{setting.must_be.format(**settings)}, got {value!r}."
+                )
+            settings[setting.name] = setting.convert(value)
+        if not settings["set_ents"] and not settings["set_spans"]:
+            raise ValueError(
+                "binder_ner has both outputs switched off (set_ents = false and "
+                "set_spans = false), so it would predict nothing. Switch on at least one."
+            )
+        self._settings = settings
+        self.cfg.update(settings)
 
     @property
     def is_initialized(self) -> bool:
@@ -532,7 +586,7 @@ class BinderNER(TrainablePipe):
     # -- serialization ------------------------------------------------------
 
     def _after_load(self, source: str) -> None:
-        self.cfg.update(self._settings)
+        self._set_settings()  # the factory's values over the saved ones
         head = get_head(self.model)
         if head is not None:
             for setting, configured in self._model_settings.items():
