@@ -14,7 +14,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .descriptions import DescriptionsT, resolve_descriptions
 from .fork_safety import install_fork_hooks
@@ -403,7 +403,12 @@ class BinderNER(TrainablePipe):
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
         """Learn from a batch of examples (gold in reference.spans[spans_key]
-        or reference.ents)."""
+        or reference.ents).
+
+        drop (float): the rate of the model's thinc dropout layers (e.g. in a
+            CNN text encoder), `[training] dropout` under `spacy train`. The
+            torch head keeps the model's own `dropout`.
+        """
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -411,6 +416,7 @@ class BinderNER(TrainablePipe):
         validate_examples(examples, "BinderNER.update")
         if not any(len(eg.predicted) for eg in examples):
             return losses
+        set_dropout_rate(self.model, drop)
         output, backprop = self.model.begin_update([eg.predicted for eg in examples])
         loss, d_output = self.get_loss(examples, output)
         backprop(d_output)

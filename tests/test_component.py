@@ -335,3 +335,20 @@ def test_custom_spans_key_selected_by_ents_is_not_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nlp.initialize(lambda: examples)
+
+
+def test_update_honours_drop():
+    """`drop` (what `spacy train` passes from [training] dropout) reaches
+    the model's dropout layers, as in spaCy's own components."""
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, NESTED_DATA)
+    nlp.initialize(lambda: examples)
+    binder = nlp.get_pipe("binder_ner")
+    rates = lambda: {node.attrs["dropout_rate"] for node in binder.model.walk() if "dropout_rate" in node.attrs}
+    assert rates() == {0.0}
+    # without an optimizer the weights stay put: only dropout can change the loss
+    loss = lambda drop: nlp.update(examples, drop=drop, sgd=False)["binder_ner"]
+    plain = loss(0.0)
+    assert loss(0.0) == plain
+    assert loss(0.5) != plain and rates() == {0.5}
+    assert loss(0.0) == plain and rates() == {0.0}
