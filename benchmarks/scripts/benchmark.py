@@ -29,7 +29,9 @@ import srsly
 import typer
 from wasabi import msg
 
+import project_scripts  # noqa: F401  (the user project's scripts, importable)
 from devices import device_name, gpu_peak_mb, synchronize
+from train import encoder_overrides
 
 SCRIPTS = Path(__file__).parent
 SYSTEMS = ("binder_ner", "spacy_ner", "spancat")
@@ -46,14 +48,14 @@ app = typer.Typer(add_completion=False)
 def longest_gold_span(docbin_path: Path, spans_key: str) -> int:
     """The length in tokens of the longest gold mention in a DocBin (gold in
     doc.spans[spans_key], else doc.ents)."""
-    import spacy
     from spacy.tokens import DocBin
+    from spacy.vocab import Vocab
 
-    nlp = spacy.blank("en")
+    from spacy_binder.spans import get_gold_spans
+
     longest = 0
-    for doc in DocBin().from_disk(docbin_path).get_docs(nlp.vocab):
-        spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
-        longest = max([longest, *(len(span) for span in spans)])
+    for doc in DocBin().from_disk(docbin_path).get_docs(Vocab()):
+        longest = max([longest, *(len(span) for span in get_gold_spans(doc, spans_key))])
     if longest == 0:
         raise ValueError(f"{docbin_path} has no gold mentions (in doc.spans[{spans_key!r}] or doc.ents)")
     return longest
@@ -199,24 +201,14 @@ def run_one(
 ) -> None:
     """Train one system on CORPUS_DIR/{train,dev}.spacy, evaluate it on the
     test set, time inference; write one row."""
-    import os
-
     import spacy
     from spacy.cli.train import train
     from spacy.tokens import DocBin
     from spacy.training import Example
 
-    from train import resolve_encoder
-
     overrides = {"paths.train": str(corpus_dir / "train.spacy"), "paths.dev": str(corpus_dir / "dev.spacy")}
-    if "encoder" in spacy.util.load_config(config_path, interpolate=False)["paths"]:
-        overrides["paths.encoder"] = resolve_encoder(encoder)
-        encoder_name = "all-MiniLM-L6-v2" if encoder == "minilm" else encoder
-        if Path(overrides["paths.encoder"]).is_dir():
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    else:
-        encoder_name = "the config's own (no paths.encoder)"
+    encoder_paths, encoder_name = encoder_overrides(spacy.util.load_config(config_path, interpolate=False), encoder)
+    overrides.update(encoder_paths)
     start = time.perf_counter()
     train(config_path, output_dir, use_gpu=gpu_id, overrides=overrides)
     train_seconds = time.perf_counter() - start

@@ -32,6 +32,7 @@ from wasabi import msg
 
 SCRIPTS = Path(__file__).parent
 sys.path.insert(0, str(SCRIPTS))
+import project_scripts  # noqa: F401,E402  (the user project's scripts, importable)
 from benchmark import apply_budget, longest_gold_span, run_system, system_config  # noqa: E402
 from distant_labels import TermFileError, exit_on_term_file_error, label_docbin, read_term_file, warn_term_list  # noqa: E402
 from fetch_assets import parse_bool  # noqa: E402
@@ -112,7 +113,7 @@ def rows_to_markdown(rows: List[Dict[str, Any]], title: str) -> str:
 
 def main(
     corpus_dir: Path = typer.Argument(..., help="Folder with the gold train/dev/test.spacy", exists=True, file_okay=False),
-    config: Path = typer.Option(Path("../configs/binder_ncbi.cfg"), "--config", help="The BINDER config (encoder, training) all systems are made from", exists=True, dir_okay=False),
+    config: Path = typer.Option(Path("../configs/binder_ncbi_disease.cfg"), "--config", help="The BINDER config (encoder, training) all systems are made from", exists=True, dir_okay=False),
     distant_dir: Optional[Path] = typer.Option(None, "--distant-dir", help="Folder with the distant train/dev.spacy (default: CORPUS_DIR/distant; made with the dictionary when missing)", file_okay=False),
     dictionary: Optional[Path] = typer.Option(None, "--dictionary", help="TYPE<TAB>term file (default: DISTANT_DIR/dictionary.tsv)", dir_okay=False),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name for the rows (default: the corpus folder's name)"),

@@ -29,10 +29,13 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 import srsly
 import typer
 from spacy.language import Language
+from spacy.scorer import PRFScore
 from spacy.tokens import Doc, DocBin, Span
 from wasabi import msg
 
+import project_scripts  # noqa: F401  (the user project's scripts, importable)
 from fetch_assets import parse_bool
+from spacy_binder.spans import get_gold_spans
 
 MAX_REPORTED_ERRORS = 20
 SpanKey = Tuple[int, int, str]
@@ -227,46 +230,37 @@ def has_gold(doc: Doc, spans_key: str) -> bool:
 
 
 def gold_keys(doc: Doc, spans_key: str) -> Set[SpanKey]:
-    """The gold mentions of a doc (doc.spans[spans_key], else doc.ents)."""
-    spans = doc.spans[spans_key] if spans_key in doc.spans else doc.ents
-    return {(s.start, s.end, s.label_) for s in spans}
+    """The gold mentions of a doc as (start, end, label) keys."""
+    return {(s.start, s.end, s.label_) for s in get_gold_spans(doc, spans_key)}
 
 
-def _prf(tp: int, n_predicted: int, n_gold: int) -> Dict[str, float]:
-    p = tp / n_predicted if n_predicted else 0.0
-    r = tp / n_gold if n_gold else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"p": round(100 * p, 2), "r": round(100 * r, 2), "f": round(100 * f, 2)}
+def _prf(score: PRFScore) -> Dict[str, object]:
+    return {
+        "p": round(100 * score.precision, 2),
+        "r": round(100 * score.recall, 2),
+        "f": round(100 * score.fscore, 2),
+        "tp": score.tp,
+        "n_predicted": score.tp + score.fp,
+        "n_gold": score.tp + score.fn,
+    }
 
 
 def score_spans(predicted: Sequence[Set[SpanKey]], gold: Sequence[Set[SpanKey]]) -> Dict[str, object]:
     """Exact-match P/R/F (percent) of predicted against gold mentions, one
-    set of (start, end, label) per doc: micro over all types, and per type.
+    set of (start, end, label) per doc: micro over all types, and per type,
+    counted by spaCy's PRFScore (as Scorer.score_spans does), with the counts.
 
     RETURNS (Dict[str, object]): p, r, f, tp, n_predicted, n_gold, per_type.
     """
-    counts: Dict[str, Counter] = defaultdict(Counter)
+    total = PRFScore()
+    per_type: Dict[str, PRFScore] = defaultdict(PRFScore)
     for pred_keys, gold_keys_ in zip(predicted, gold):
-        for key in pred_keys:
-            counts[key[2]]["n_predicted"] += 1
-        for key in gold_keys_:
-            counts[key[2]]["n_gold"] += 1
-        for key in pred_keys & gold_keys_:
-            counts[key[2]]["tp"] += 1
-    total = Counter()
-    for counter in counts.values():
-        total.update(counter)
-    per_type = {
-        label: {**_prf(c["tp"], c["n_predicted"], c["n_gold"]), "tp": c["tp"], "n_predicted": c["n_predicted"], "n_gold": c["n_gold"]}
-        for label, c in sorted(counts.items())
-    }
-    return {
-        **_prf(total["tp"], total["n_predicted"], total["n_gold"]),
-        "tp": total["tp"],
-        "n_predicted": total["n_predicted"],
-        "n_gold": total["n_gold"],
-        "per_type": per_type,
-    }
+        total.score_set(set(pred_keys), set(gold_keys_))
+        for label in {key[2] for key in pred_keys | gold_keys_}:
+            per_type[label].score_set(
+                {key for key in pred_keys if key[2] == label}, {key for key in gold_keys_ if key[2] == label}
+            )
+    return {**_prf(total), "per_type": {label: _prf(score) for label, score in sorted(per_type.items())}}
 
 
 @dataclass

@@ -23,31 +23,18 @@ from spacy.tokens import Doc, DocBin
 from spacy.util import minibatch
 from wasabi import msg
 
+from benchmark import fresh_docs
 from devices import device_name, synchronize
 
 TRANSFORMER = "transformer"
 BINDER = "binder_ner"
 
 
-def load_words(nlp: Language, docs_path: Path, n_docs: Optional[int]) -> List[Dict[str, list]]:
-    """The words and spaces of the first `n_docs` docs of a DocBin.
-
-    nlp (Language): The pipeline whose vocab reads the DocBin.
-    docs_path (Path): A .spacy file.
-    n_docs (Optional[int]): How many docs to keep; None for all.
-    RETURNS (List[Dict[str, list]]): {"words": [...], "spaces": [...]} per doc.
-    """
-    docs = []
-    for doc in DocBin().from_disk(docs_path).get_docs(nlp.vocab):
-        if n_docs is not None and len(docs) >= n_docs:
-            break
-        docs.append({"words": [t.text for t in doc], "spaces": [bool(t.whitespace_) for t in doc]})
-    return docs
-
-
-def fresh_docs(nlp: Language, words: List[Dict[str, list]]) -> List[Doc]:
-    """New unannotated docs with the given words and spaces."""
-    return [Doc(nlp.vocab, words=d["words"], spaces=d["spaces"]) for d in words]
+def load_docs(nlp: Language, docs_path: Path, n_docs: Optional[int]) -> List[Doc]:
+    """The first `n_docs` docs of a DocBin (None: all); each pass makes fresh
+    copies of their words and spaces (benchmark.fresh_docs)."""
+    docs = list(DocBin().from_disk(docs_path).get_docs(nlp.vocab))
+    return docs if n_docs is None else docs[:n_docs]
 
 
 def timed_pipe(nlp: Language, docs: List[Doc], batch_size: int) -> Tuple[float, List[Doc]]:
@@ -71,7 +58,7 @@ def time_binder(nlp: Language, docs: List[Doc], batch_size: int) -> float:
 
 
 def measure(
-    nlp: Language, words: List[Dict[str, list]], rounds: int, batch_size: int
+    nlp: Language, gold: List[Doc], rounds: int, batch_size: int
 ) -> Dict[str, float]:
     """Best seconds (over `rounds`) of the full pipeline, the transformer
     alone and binder_ner alone, after one warm-up pass of each.
@@ -80,11 +67,11 @@ def measure(
     """
 
     def full() -> Tuple[float, List[Doc]]:
-        return timed_pipe(nlp, fresh_docs(nlp, words), batch_size)
+        return timed_pipe(nlp, fresh_docs(nlp, gold), batch_size)
 
     def transformer_only() -> Tuple[float, List[Doc]]:
         with nlp.select_pipes(enable=[TRANSFORMER]):
-            return timed_pipe(nlp, fresh_docs(nlp, words), batch_size)
+            return timed_pipe(nlp, fresh_docs(nlp, gold), batch_size)
 
     settings: Dict[str, Callable] = {"full": full, "transformer_only": transformer_only}
     for run in settings.values():  # warm-up
@@ -115,18 +102,18 @@ def main(
     for name in (TRANSFORMER, BINDER):
         if name not in nlp.pipe_names:
             msg.fail(f"The pipeline {model} has no '{name}' component", f"Components: {nlp.pipe_names}", exits=1)
-    words = load_words(nlp, docs_path, n_docs)
-    n_words = sum(len(d["words"]) for d in words)
+    gold = load_docs(nlp, docs_path, n_docs)
+    n_words = sum(len(doc) for doc in gold)
     if n_words == 0:
         msg.fail(f"No tokens in {docs_path}", exits=1)
-    msg.info(f"{len(words)} docs, {n_words} words, {rounds} rounds, batch size {batch_size}")
-    best = measure(nlp, words, rounds, batch_size)
+    msg.info(f"{len(gold)} docs, {n_words} words, {rounds} rounds, batch size {batch_size}")
+    best = measure(nlp, gold, rounds, batch_size)
     ratio = best["transformer_only"] / best["full"]  # = wps_full / wps_transformer_only
     result = {
         "model": str(model),
         "device": device_name(),
         "docs": str(docs_path),
-        "n_docs": len(words),
+        "n_docs": len(gold),
         "words": n_words,
         "rounds": rounds,
         "batch_size": batch_size,
