@@ -17,19 +17,41 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "project" / "scripts"
+REPO = Path(__file__).resolve().parent.parent
+# the scripts of the user project and of the benchmark harness
+SCRIPT_FOLDERS = (REPO / "project" / "scripts", REPO / "benchmarks" / "scripts")
+
+
+def script_path(name: str) -> Path:
+    """The file of a project script, e.g. "convert.py" or "benchmark.py",
+    in project/scripts or benchmarks/scripts (names are unique across both)."""
+    found = [folder / name for folder in SCRIPT_FOLDERS if (folder / name).is_file()]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{name}: expected one script of that name in {SCRIPT_FOLDERS}, found {found}")
+    return found[0]
 
 
 def load_script(name: str):
-    """Import project/scripts/NAME as a module (scripts import their
-    neighbours, so the folder is on sys.path while it loads)."""
-    spec = importlib.util.spec_from_file_location(name.replace(".py", ""), SCRIPTS / name)
+    """Import a project script as a module (see `script_path`), once: it is
+    registered in sys.modules under its name, as the scripts' own imports of
+    each other are, so a class such as bio.FormatError is the same object
+    whichever script raised it. Its folder is on sys.path while it loads."""
+    path = script_path(name)
+    module_name = name.replace(".py", "")
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "")).resolve() == path.resolve():
+        return loaded
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(SCRIPTS))
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     finally:
-        sys.path.remove(str(SCRIPTS))
+        sys.path.remove(str(path.parent))
     return module
 
 

@@ -12,23 +12,17 @@ import srsly
 from spacy import util
 from spacy.tokens import Doc, DocBin, Span
 
-from test_project import DATA, PROJECT, REPO, TINY_VARS, copy_project, make_mirror, needs_data, run_project
+from projects import REPO, copy_project, make_mirror, needs_data, run_project
+from util import load_script, script_path
 
-sys.path.insert(0, str(PROJECT / "scripts"))
-from distant_compare import binder_config, parse_variant, parse_variants, rows_to_markdown  # noqa: E402
-from distant_labels import (  # noqa: E402
-    DictionaryMatcher,
-    TermFileError,
-    TermList,
-    label_docs,
-    parse_term_lines,
-    read_term_file,
-    score_spans,
-    warn_term_list,
+_compare, _labels, _dictionary = load_script("distant_compare.py"), load_script("distant_labels.py"), load_script("make_dictionary.py")
+binder_config, parse_variant, parse_variants, rows_to_markdown = (
+    _compare.binder_config, _compare.parse_variant, _compare.parse_variants, _compare.rows_to_markdown
 )
-from make_dictionary import collect_terms, write_term_file  # noqa: E402
-
-sys.path.pop(0)
+DictionaryMatcher, TermFileError, TermList = _labels.DictionaryMatcher, _labels.TermFileError, _labels.TermList
+label_docs, parse_term_lines, read_term_file = _labels.label_docs, _labels.parse_term_lines, _labels.read_term_file
+score_spans, warn_term_list = _labels.score_spans, _labels.warn_term_list
+collect_terms, write_term_file = _dictionary.collect_terms, _dictionary.write_term_file
 
 BINDER_TINY = REPO / "configs" / "binder_tiny.cfg"
 
@@ -88,7 +82,7 @@ def test_cli_rejects_a_malformed_term_file(tmp_path: Path) -> None:
     nlp = spacy.blank("en")
     DocBin(docs=[Doc(nlp.vocab, words=["cancer"])]).to_disk(tmp_path / "in.spacy")
     result = subprocess.run(
-        [sys.executable, str(PROJECT / "scripts" / "distant_labels.py"), str(terms), str(tmp_path / "in.spacy"),
+        [sys.executable, str(script_path("distant_labels.py")), str(terms), str(tmp_path / "in.spacy"),
          str(tmp_path / "out.spacy")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -245,8 +239,8 @@ def test_markdown_table() -> None:
 
 
 def test_distant_workflow_dry_run(tmp_path: Path) -> None:
-    project_dir = copy_project(tmp_path)
-    result = run_project(["run", "distant", str(project_dir), "--dry"], tmp_path)
+    copy_project(tmp_path)
+    result = run_project(["run", "distant", str(tmp_path / "benchmarks"), "--dry"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "distant_compare.py" in result.stdout and "--user-file ''" in result.stdout
 
@@ -257,12 +251,16 @@ def test_distant_workflow_dry_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 @needs_data
 def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
-    """`spacy project run distant` on a slice of NCBI-disease with the tiny
-    config: every system and label source gets a row with sane scores."""
-    project_dir = copy_project(tmp_path)
+    """`spacy project run distant` in benchmarks/ on a slice of NCBI-disease
+    (converted by `corpora` in the user project) with the tiny config: every
+    system and label source gets a row with sane scores."""
+    copy_project(tmp_path, tiny=True)
+    project_dir = tmp_path / "benchmarks"
     mirror = make_mirror(tmp_path / "mirror")
+    result = run_project(["run", "corpora", str(project_dir), "--vars.verify_checksums", "false"], mirror)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     args = [
-        "run", "distant", str(project_dir), *TINY_VARS,
+        "run", "distant", str(project_dir),
         "--vars.distant_min_count", "1",
         "--vars.distant_epochs", "2",
         "--vars.distant_learn_rate", "0.003",

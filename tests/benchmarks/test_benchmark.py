@@ -1,4 +1,4 @@
-"""project/scripts/benchmark.py: the ner and spancat configs differ from the
+"""benchmarks/scripts/benchmark.py: the ner and spancat configs differ from the
 BINDER config only where they must, and a tiny benchmark run writes sensible
 rows."""
 import itertools
@@ -12,15 +12,15 @@ import srsly
 from spacy import util
 from spacy.tokens import Doc, DocBin, Span
 
-from test_project import DATA, PROJECT, REPO, _slice_blocks, needs_data
+from projects import DATA, REPO, needs_data, slice_blocks
+from util import load_script, script_path
 
-sys.path.insert(0, str(PROJECT / "scripts"))
-from benchmark import SYSTEMS, apply_budget, batches_per_epoch, merge_rows, primary_scores  # noqa: E402
-from benchmark import parse_seeds, rows_to_markdown, seeds_markdown, system_config  # noqa: E402
+benchmark = load_script("benchmark.py")
+SYSTEMS, apply_budget, batches_per_epoch = benchmark.SYSTEMS, benchmark.apply_budget, benchmark.batches_per_epoch
+merge_rows, primary_scores, parse_seeds = benchmark.merge_rows, benchmark.primary_scores, benchmark.parse_seeds
+rows_to_markdown, seeds_markdown, system_config = benchmark.rows_to_markdown, benchmark.seeds_markdown, benchmark.system_config
 
-sys.path.pop(0)
-
-BINDER_NCBI = REPO / "configs" / "binder_ncbi.cfg"
+BINDER_NCBI = REPO / "configs" / "binder_ncbi_disease.cfg"
 BINDER_TINY = REPO / "configs" / "binder_tiny.cfg"
 
 
@@ -192,7 +192,7 @@ def test_seeds_table_gap_to_the_best_other_system() -> None:
 
 def test_seed_and_seeds_together_are_refused(tmp_path: Path) -> None:
     cmd = [
-        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "x", str(tmp_path), str(BINDER_TINY),
+        sys.executable, str(script_path("benchmark.py")), "run", "x", str(tmp_path), str(BINDER_TINY),
         "--seed", "1", "--seeds", "1,2", "--output", str(tmp_path / "b.json"),
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -220,14 +220,14 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for split, name, n in (("train", "train.tsv", 60), ("dev", "devel.tsv", 20), ("test", "test.tsv", 20)):
-        _slice_blocks(DATA / "ncbi_disease" / name, tmp_path / name, n)
+        slice_blocks(DATA / "ncbi_disease" / name, tmp_path / name, n)
         subprocess.run(
-            [sys.executable, str(PROJECT / "scripts" / "convert_ncbi.py"), str(tmp_path / name), str(corpus / f"{split}.spacy")],
+            [sys.executable, str(script_path("convert_ncbi.py")), str(tmp_path / name), str(corpus / f"{split}.spacy")],
             check=True, capture_output=True,
         )  # fmt: skip
     output, table = tmp_path / "benchmark.json", tmp_path / "benchmark.md"
     common = [
-        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
+        sys.executable, str(script_path("benchmark.py")), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
         "--work-dir", str(tmp_path / "work"), "--output", str(output), "--table", str(table),
         "--epochs", "2", "--learn-rate", "0.003", "--eval-frequency", "10",
     ]  # fmt: skip
@@ -260,7 +260,7 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     seeds_json, seeds_md = tmp_path / "seeds.json", tmp_path / "seeds.md"
     seeds_args = ["--systems", "binder_ner,spacy_ner", "--epochs", "1", "--seeds", "1,2"]
     seeds_cmd = [
-        sys.executable, str(PROJECT / "scripts" / "benchmark.py"), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
+        sys.executable, str(script_path("benchmark.py")), "run", "ncbi_slice", str(corpus), str(BINDER_TINY),
         "--work-dir", str(tmp_path / "work"), "--output", str(seeds_json), "--table", str(seeds_md),
         "--learn-rate", "0.003", "--eval-frequency", "10", *seeds_args,
     ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""The measuring scripts of the project (overhead.py, scaling.py,
+"""The measuring scripts of benchmarks/ (overhead.py, scaling.py,
 profile_binder.py), run as a user runs them on a tiny trained
 transformer + binder_ner pipeline."""
 import math
@@ -11,14 +11,14 @@ import srsly
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from util import DESCRIPTIONS, NESTED_DATA, SCRIPTS, load_script, make_examples, train, transformer_pipeline
+from util import DESCRIPTIONS, NESTED_DATA, load_script, make_examples, script_path, train, transformer_pipeline
 
 N_COPIES = 3  # docs in the DocBin: NESTED_DATA repeated
 
 
 def run_script(name: str, *args) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True, timeout=300
+        [sys.executable, str(script_path(name)), *map(str, args)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc

@@ -13,13 +13,12 @@ import typer
 from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "project" / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from projects import REPO as ROOT
+from util import load_script, script_path
 
-from bio import FormatError, tags_to_spans  # noqa: E402
-from convert_conll03 import convert_conll_file  # noqa: E402
-from convert_ncbi import convert_ncbi_file  # noqa: E402
+FormatError, tags_to_spans = load_script("bio.py").FormatError, load_script("bio.py").tags_to_spans
+convert_conll_file = load_script("convert_conll03.py").convert_conll_file
+convert_ncbi_file = load_script("convert_ncbi.py").convert_ncbi_file
 
 DATA = Path(os.environ.get("BINDER_DATA_MIRROR") or ROOT.parent / "shared" / "data")
 
@@ -122,7 +121,7 @@ def cli_runs(tmp_path_factory):
                   "--sentences", "--spans-key", "gold"],
     }
     procs = {
-        name: subprocess.Popen([sys.executable, str(SCRIPTS / cmd[0]), *cmd[1:]], cwd=str(ROOT),
+        name: subprocess.Popen([sys.executable, str(script_path(cmd[0])), *cmd[1:]], cwd=str(ROOT),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for name, cmd in commands.items()
     }

@@ -15,11 +15,11 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ROOT / "project" / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+from projects import REPO as ROOT
+from util import load_script, script_path
 
-from convert_genia import collapse_sem, convert_genia, is_compound_5type  # noqa: E402
+_convert_genia = load_script("convert_genia.py")
+collapse_sem, convert_genia, is_compound_5type = _convert_genia.collapse_sem, _convert_genia.convert_genia, _convert_genia.is_compound_5type
 
 GENIA = Path(os.environ.get("BINDER_DATA_MIRROR") or ROOT.parent / "shared" / "data") / "genia"
 TGZ = GENIA / "GENIAcorpus3.02.tgz"
@@ -208,7 +208,7 @@ def write_tiny(folder: Path, xml: str = TINY_XML) -> Path:
 def test_tiny_corpus_cli(tmp_path):
     data = write_tiny(tmp_path / "genia")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "convert_genia.py"), str(data), str(out),
+    proc = subprocess.run([sys.executable, str(script_path("convert_genia.py")), str(data), str(out),
                            "--spans-key", "gold"], capture_output=True, text=True, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "compound: 1" in proc.stdout

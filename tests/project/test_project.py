@@ -1,131 +1,59 @@
-"""The spaCy project in project/: fetch from a local mirror, and the whole
-`all` workflow (fetch, convert, train, evaluate, package, visualize) on small
-slices of the three corpora with the tiny config.
+"""The user's spaCy project in project/: fetch from a local mirror, and the
+`all` and `demo` workflows (fetch, convert, train, evaluate, package,
+visualize, report) on small slices of the three corpora with the tiny config.
 
 The corpora come from ../shared/data (next to the checkout); tests that need
 them are skipped when it is absent.
 """
 import hashlib
-import io
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 import srsly
 
-from util import offline_env, venv_with_wheel
+from projects import BENCHMARKS, CORPORA, DATA, PROJECT, TINY_VARS, copy_project, make_mirror, needs_data, run_project
+from util import load_script, offline_env, script_path, venv_with_wheel
 
-REPO = Path(__file__).resolve().parent.parent
-PROJECT = REPO / "project"
-DATA = REPO.parent / "shared" / "data"
-GENERATED = ["assets", "corpus", "training", "metrics", "packages", "visualize", "project.lock", "__pycache__"]
-# Tiny schedule on the tiny config (CNN tok2vec + label embeddings, lr 0.003).
-TINY_VARS = [
-    "--vars.config", "../configs/binder_tiny.cfg",
-    "--vars.verify_checksums", "false",
-    "--vars.max_epochs", "0",
-    "--vars.max_steps", "40",
-    "--vars.eval_frequency", "20",
-    "--vars.learn_rate", "0.003",
-    "--vars.n_visualize", "5",
-]  # fmt: skip
-
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"corpus folder {DATA} not found")
-
-
-def _blocks(path: Path) -> List[str]:
-    """The blank-line-separated blocks of a file (sentences, DOCSTART lines)."""
-    return [b for b in re.split(r"\n\s*\n", path.read_text(encoding="utf8")) if b.strip()]
-
-
-def _slice_blocks(src: Path, dest: Path, n_sentences: int) -> None:
-    """Copy blocks from the start of `src` until `n_sentences` sentences are in,
-    keeping every -DOCSTART- block met on the way."""
-    kept: List[str] = []
-    n = 0
-    for block in _blocks(src):
-        kept.append(block)
-        n += not block.startswith("-DOCSTART-")
-        if n >= n_sentences:
-            break
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text("\n\n".join(kept) + "\n\n", encoding="utf8")
-
-
-def _slice_genia(src_dir: Path, dest_dir: Path, n_articles: Dict[str, int]) -> None:
-    """A GENIA tarball and split lists with the first n articles of each split."""
-    with tarfile.open(src_dir / "GENIAcorpus3.02.tgz", "r:gz") as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("GENIAcorpus3.02.xml"))
-        xml = tar.extractfile(member).read().decode("utf8")  # type: ignore[union-attr]
-    head = xml[: xml.index("<article>")]
-    articles = re.findall(r"<article>.*?</article>", xml, flags=re.DOTALL)
-    kept: List[str] = []
-    (dest_dir / "splits").mkdir(parents=True, exist_ok=True)
-    for split, n in n_articles.items():
-        ids = (src_dir / "splits" / f"{split}.txt").read_text(encoding="utf8").split()[:n]
-        chosen = [a for a in articles if re.search(r"<bibliomisc>(.*?)</bibliomisc>", a).group(1) in ids]  # type: ignore[union-attr]
-        kept += chosen
-        (dest_dir / "splits" / f"{split}.txt").write_text("\n".join(ids) + "\n", encoding="utf8")
-    data = (head + "\n".join(kept) + "\n</set>\n").encode("utf8")
-    with tarfile.open(dest_dir / "GENIAcorpus3.02.tgz", "w:gz") as tar:
-        info = tarfile.TarInfo(member.name)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    for name in ("dev", "test"):
-        lines = (src_dir / "cnn_nested_ner_preprocessed" / f"{name}.jsonlines").read_text(encoding="utf8")
-        out = dest_dir / "cnn_nested_ner_preprocessed" / f"{name}.jsonlines"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(lines.splitlines(keepends=True)[:10]), encoding="utf8")
-
-
-def make_mirror(mirror: Path) -> Path:
-    """A data mirror laid out like ../shared/data with small slices of every
-    corpus file (the MD5s therefore differ from project.yml's)."""
-    for name, n in (("train.tsv", 80), ("devel.tsv", 30), ("test.tsv", 30)):
-        _slice_blocks(DATA / "ncbi_disease" / name, mirror / "ncbi_disease" / name, n)
-    for name, n in (("eng.train", 80), ("eng.testa", 30), ("eng.testb", 30)):
-        _slice_blocks(DATA / "conll2003" / name, mirror / "conll2003" / name, n)
-    _slice_genia(DATA / "genia", mirror / "genia", {"train": 8, "dev": 2, "test": 2})
-    return mirror
-
-
-def copy_project(dest: Path) -> Path:
-    """Copy project/ and configs/ (which project.yml refers to as ../configs)
-    without generated files; return the project folder."""
-    shutil.copytree(PROJECT, dest / "project", ignore=shutil.ignore_patterns(*GENERATED))
-    shutil.copytree(REPO / "configs", dest / "configs")
-    return dest / "project"
-
-
-def run_project(args: List[str], mirror: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m spacy project ARGS` with BINDER_DATA_MIRROR set."""
-    env = offline_env(BINDER_DATA_MIRROR=str(mirror))
-    return subprocess.run(
-        [sys.executable, "-m", "spacy", "project", *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def run_fetch(project_dir: Path, mirror: str, verify: str = "false") -> subprocess.CompletedProcess:
+def run_fetch(project_dir: Path, mirror: str, verify: str = "false", corpus: str = "") -> subprocess.CompletedProcess:
     script = project_dir / "scripts" / "fetch_assets.py"
     return subprocess.run(
-        [sys.executable, str(script), "--mirror", mirror, "--verify", verify],
+        [sys.executable, str(script), "--mirror", mirror, "--verify", verify, "--corpus", corpus],
         cwd=project_dir, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 
-def test_project_yml_assets_match_fetch_outputs() -> None:
-    config = srsly.read_yaml(PROJECT / "project.yml")
-    dests = [asset["dest"] for asset in config["assets"]]
-    fetch = next(cmd for cmd in config["commands"] if cmd["name"] == "fetch")
-    assert fetch["outputs"] == dests
-    assert all(dest.startswith("assets/") and asset["url"].startswith("https://") for dest, asset in zip(dests, config["assets"]))
+def test_every_asset_belongs_to_one_corpus() -> None:
+    """`fetch --corpus X` fetches the assets under X's folder: every asset must
+    lie under exactly one corpus folder, and every corpus must have some."""
+    fetch_assets = load_script("fetch_assets.py")
+    assets = srsly.read_yaml(PROJECT / "project.yml")["assets"]
+    assert all(asset["dest"].startswith("assets/") and asset["url"].startswith("https://") for asset in assets)
+    per_corpus = {corpus: fetch_assets.read_assets(PROJECT, corpus) for corpus in CORPORA}
+    assert sorted(a["dest"] for chosen in per_corpus.values() for a in chosen) == sorted(a["dest"] for a in assets)
+    assert all(per_corpus.values())
+    with pytest.raises(ValueError, match="Unknown corpus 'ncbi'"):
+        fetch_assets.read_assets(PROJECT, "ncbi")
+
+
+@needs_data
+def test_fetch_takes_only_the_chosen_corpus(tmp_path: Path) -> None:
+    """A mirror with only NCBI-disease serves the NCBI-disease workflow; the
+    GENIA one names its missing files."""
+    project_dir = copy_project(tmp_path)
+    mirror = make_mirror(tmp_path / "mirror")
+    for folder in ("conll2003", "genia"):
+        shutil.rmtree(mirror / folder)
+    result = run_fetch(project_dir, str(mirror), corpus="ncbi_disease")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in (project_dir / "assets").iterdir()) == ["ncbi_disease"]
+    result = run_fetch(project_dir, str(mirror), corpus="genia")
+    assert result.returncode != 0 and "assets/genia/GENIAcorpus3.02.tgz" in result.stdout
+    assert "ncbi_disease" not in result.stdout.split("could not be fetched")[1]
 
 
 @needs_data
@@ -163,11 +91,7 @@ def test_fetch_without_mirror_explains(tmp_path: Path) -> None:
 
 
 def test_evaluate_tables() -> None:
-    sys.path.insert(0, str(PROJECT / "scripts"))
-    try:
-        from evaluate_tables import metrics_to_markdown
-    finally:
-        sys.path.pop(0)
+    metrics_to_markdown = load_script("evaluate_tables.py").metrics_to_markdown
     metrics = {
         "spans_sc_p": 0.5, "spans_sc_r": 0.25, "spans_sc_f": 1 / 3,
         "spans_sc_per_type": {"RNA": {"p": 1.0, "r": 0.5, "f": 2 / 3}, "DNA": {"p": 0.0, "r": 0.0, "f": 0.0}},
@@ -182,9 +106,24 @@ def test_evaluate_tables() -> None:
 
 def test_workflow_dry_runs(tmp_path: Path) -> None:
     project_dir = copy_project(tmp_path)
-    for workflow in ("all", "genia", "conll03", "benchmark"):
-        result = run_project(["run", workflow, str(project_dir), "--dry"], tmp_path)
+    runs = [(project_dir, "all", corpus) for corpus in CORPORA] + [(project_dir, "demo", "ncbi_disease")]
+    runs += [(tmp_path / "benchmarks", workflow, "ncbi_disease") for workflow in ("benchmark", "distant")]
+    for folder, workflow, corpus in runs:
+        result = run_project(["run", workflow, str(folder), "--dry", "--vars.corpus", corpus], tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_all_trains_on_the_configs_schedule() -> None:
+    """`train` passes no schedule (the config's own); only `train-demo` does,
+    and both train on the config named after the corpus."""
+    commands = {cmd["name"]: cmd for cmd in srsly.read_yaml(PROJECT / "project.yml")["commands"]}
+    train, demo = commands["train"]["script"][0], commands["train-demo"]["script"][0]
+    assert "--training." not in train
+    assert demo.startswith(train + " ") and "--training.max_steps ${vars.demo_max_steps}" in demo
+    assert "../configs/binder_${vars.corpus}.cfg" in train
+    for corpus in CORPORA:
+        assert (PROJECT.parent / "configs" / f"binder_{corpus}.cfg").is_file()
+        assert (PROJECT.parent / "configs" / "descriptions" / f"{corpus}.json").is_file()
 
 
 def _check_outputs(project_dir: Path, corpus: str) -> None:
@@ -213,12 +152,19 @@ def _install_and_load(wheel: Path, venv: Path) -> str:
     return result.stdout
 
 
+def _last_logged_step(stdout: str) -> str:
+    """The step column of the last row of spaCy's training table."""
+    rows = [line.split() for line in stdout.splitlines() if re.match(r"^\s*\d+\s+\d+\s+[\d.]+", line)]
+    return rows[-1][1] if rows else ""
+
+
 @pytest.mark.slow
 @needs_data
 def test_project_end_to_end(tmp_path: Path) -> None:
     """`spacy project run all` for NCBI-disease, GENIA and CoNLL-2003 slices
-    with the tiny config, then the NCBI wheel installed in a fresh venv."""
-    project_dir = copy_project(tmp_path)
+    with the tiny config as each corpus's config, `demo` once, then the NCBI
+    wheel installed in a fresh venv."""
+    project_dir = copy_project(tmp_path, tiny=True)
     mirror = make_mirror(tmp_path / "mirror")
     timings = {}
     for corpus in ("ncbi_disease", "genia", "conll03"):
@@ -232,10 +178,16 @@ def test_project_end_to_end(tmp_path: Path) -> None:
         metrics = srsly.read_json(project_dir / "metrics" / f"{corpus}.json")
         assert f"{100 * metrics['ents_f']:.2f}" in report and f"{100 * metrics['spans_sc_p']:.2f}" in report
         assert str((project_dir / "visualize" / f"{corpus}.html").resolve()) in report
+        # the config's own schedule: 40 steps (TINY_SCHEDULE), not the demo's 30
+        assert _last_logged_step(result.stdout) == "40", result.stdout[-3000:]
     print("workflow seconds:", {k: round(v) for k, v in timings.items()})
-    # a second run finds nothing changed
+    # a second run finds nothing changed (fetch only checks, report prints)
     result = run_project(["run", "all", str(project_dir), "--vars.corpus", "conll03", *TINY_VARS], mirror)
-    assert result.returncode == 0 and result.stdout.count("nothing changed") == 6, result.stdout
+    assert result.returncode == 0 and result.stdout.count("nothing changed") == 5, result.stdout
+    # the demo workflow trains on the demo schedule (30 steps) and reports
+    result = run_project(["run", "demo", str(project_dir), "--vars.corpus", "conll03", *TINY_VARS], mirror)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert _last_logged_step(result.stdout) == "30" and "BINDER on conll03: test set" in result.stdout
     wheel = project_dir / "packages" / "en_binder_ncbi_disease-0.1.0" / "dist" / "en_binder_ncbi_disease-0.1.0-py3-none-any.whl"
     output = _install_and_load(wheel, tmp_path / "venv")
     assert str(tmp_path / "venv") in output.splitlines()[0]
@@ -248,7 +200,7 @@ def test_report_fails_on_missing_outputs(tmp_path: Path) -> None:
     for name in ("model", "t.md", "w.whl"):
         (tmp_path / name).touch()
     args = [
-        sys.executable, str(PROJECT / "scripts" / "report.py"), "demo", "--model", str(tmp_path / "model"),
+        sys.executable, str(script_path("report.py")), "demo", "--model", str(tmp_path / "model"),
         "--metrics", str(metrics), "--table", str(tmp_path / "t.md"), "--package", str(tmp_path / "w.whl"),
         "--html", str(tmp_path / "missing.html"),
     ]  # fmt: skip
@@ -262,23 +214,31 @@ def test_report_fails_on_missing_outputs(tmp_path: Path) -> None:
     assert "nested" not in result.stdout
 
 
-def test_project_readme_is_generated_from_project_yml(tmp_path: Path) -> None:
-    """project/README.md holds what `spacy project document` makes of the
-    current project.yml (rerun it after editing project.yml)."""
-    result = run_project(["document", str(PROJECT), "--output", str(tmp_path / "README.md")], tmp_path)
+@pytest.mark.parametrize("folder", [PROJECT, BENCHMARKS], ids=["project", "benchmarks"])
+def test_project_readme_is_generated_from_project_yml(folder: Path, tmp_path: Path) -> None:
+    """Each project's README.md holds what `spacy project document` makes of
+    its project.yml (rerun it after editing project.yml)."""
+    result = run_project(["document", str(folder), "--output", str(tmp_path / "README.md")], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    marker = "<!-- WEASEL: AUTO-GENERATED DOCS END (do not remove) -->"
+    start = "<!-- WEASEL: AUTO-GENERATED DOCS START (do not remove) -->"
+    end = "<!-- WEASEL: AUTO-GENERATED DOCS END (do not remove) -->"
     generated = (tmp_path / "README.md").read_text(encoding="utf8")
-    committed = (PROJECT / "README.md").read_text(encoding="utf8")
-    assert committed.split(marker)[0].strip() == generated.split(marker)[0].strip()
+    committed = (folder / "README.md").read_text(encoding="utf8")
+    section = committed[committed.index(start) : committed.index(end)]
+    assert section.strip() == generated[generated.index(start) : generated.index(end)].strip()
+
+
+def test_user_project_lists_only_user_commands() -> None:
+    """Benchmarks and experiments live in benchmarks/, not in the user's project."""
+    names = {cmd["name"] for cmd in srsly.read_yaml(PROJECT / "project.yml")["commands"]}
+    assert names == {"fetch", "convert", "train", "train-demo", "evaluate", "evaluate-documents", "package", "visualize", "report"}
+    harness = {cmd["name"] for cmd in srsly.read_yaml(BENCHMARKS / "project.yml")["commands"]}
+    assert {"benchmark-ncbi", "benchmark-speed", "distant-compare"} <= harness and not names & harness
 
 
 def test_train_script_syncs_total_steps_with_max_steps() -> None:
-    sys.path.insert(0, str(PROJECT / "scripts"))
-    try:
-        from train import TOTAL_STEPS, sync_total_steps
-    finally:
-        sys.path.pop(0)
+    train = load_script("train.py")
+    TOTAL_STEPS, sync_total_steps = train.TOTAL_STEPS, train.sync_total_steps
     config = {"training": {"optimizer": {"learn_rate": {"@schedules": "warmup_linear.v1", "total_steps": 1500}}}}
     assert sync_total_steps(config, {"training.max_steps": 200}) == {"training.max_steps": 200, TOTAL_STEPS: 200}
     # left alone: no limit, an explicit total, a constant learning rate
