@@ -7,4 +7,4 @@ from pathlib import Path
 PROJECT_SCRIPTS = Path(__file__).resolve().parents[2] / "project" / "scripts"
 
 if str(PROJECT_SCRIPTS) not in sys.path:
-    sys.path.append(str(PROJECT_SCRIPTS))
+    sys.path.insert(0, str(PROJECT_SCRIPTS))

@@ -12,7 +12,7 @@ import srsly
 from spacy import util
 from spacy.tokens import Doc, DocBin, Span
 
-from projects import DATA, REPO, needs_data, slice_blocks
+from projects import DATA, REPO, copy_project, needs_data, run_project, slice_blocks
 from util import load_script, script_path
 
 benchmark = load_script("benchmark.py")
@@ -280,3 +280,14 @@ def test_benchmark_run_on_a_slice(tmp_path: Path) -> None:
     # ner cannot nest: refused with a clear message
     nested = subprocess.run(common + ["--nested"], capture_output=True, text=True, timeout=120)
     assert nested.returncode != 0 and "cannot predict nested spans" in nested.stdout + nested.stderr
+
+
+def test_benchmark_workflow_dry_run(tmp_path: Path) -> None:
+    """The benchmark workflow starts by converting the corpora it reads in the
+    user project, then runs its three steps."""
+    copy_project(tmp_path)
+    result = run_project(["run", "benchmark", str(tmp_path / "benchmarks"), "--dry"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.index("project run fetch ../project --vars.corpus genia") < out.index("benchmark.py run ncbi_disease")
+    assert "benchmark.py run genia ../project/corpus/genia" in out and "overhead.py" in out
