@@ -129,10 +129,11 @@ def main(
     mirror_dir = Path(mirror) if mirror.strip() else None
     if mirror_dir is not None and not mirror_dir.is_dir():
         msg.fail(f"BINDER_DATA_MIRROR is not a folder: {mirror_dir}", exits=1)
-    if corpus and corpus not in CORPORA:
-        msg.fail(f"Unknown corpus {corpus!r}", f"Choose one of: {', '.join(CORPORA)}", exits=1)
     chosen = corpus or None
-    copied, errors = fetch_assets(project_dir, mirror_dir, verify=parse_bool(verify), corpus=chosen)
+    try:
+        copied, errors = fetch_assets(project_dir, mirror_dir, verify=parse_bool(verify), corpus=chosen)
+    except ValueError as err:  # an unknown corpus, named by read_assets
+        msg.fail(str(err), exits=1)
     if errors:
         where = f"from {mirror_dir}" if mirror_dir else "(no mirror set: BINDER_DATA_MIRROR is empty)"
         msg.fail(f"{len(errors)} corpus file(s) could not be fetched {where}")
