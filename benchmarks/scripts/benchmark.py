@@ -67,6 +67,27 @@ def _listener(base: Dict[str, Any]) -> Dict[str, Any]:
     return copy.deepcopy(base["components"]["binder_ner"]["model"]["text_encoder"])
 
 
+def _inline_references(config: Dict[str, Any], section: str) -> None:
+    """Replace every `${section.key}` value of `config` (for example the
+    transformer's segment length, read from binder_ner) by the value it refers
+    to, so that the config still interpolates once `section` is removed."""
+    values = config
+    for name in section.split("."):
+        values = values[name]
+
+    def inline(block: Dict[str, Any]) -> None:
+        for key, value in block.items():
+            if isinstance(value, dict):
+                inline(value)
+            elif isinstance(value, str) and value.startswith("${" + section + ".") and value.endswith("}"):
+                name = value[len(section) + 3 : -1]
+                if name not in values:
+                    raise KeyError(f"{key} = {value} refers to {name!r}, which {section} does not define")
+                block[key] = copy.deepcopy(values[name])
+
+    inline(config)
+
+
 def system_config(
     base: Dict[str, Any], system: str, max_width: int, spans_key: str, nested: bool = False
 ) -> Dict[str, Any]:
@@ -98,6 +119,7 @@ def system_config(
         weights[primary] = 1.0
     else:
         listener = _listener(base)
+        _inline_references(config, "components.binder_ner")
         del components["binder_ner"]
         config["initialize"]["components"].pop("binder_ner", None)
         if system == "spacy_ner":

@@ -32,7 +32,18 @@ def test_other_systems_share_everything_but_the_component(system: str) -> None:
     assert config["nlp"]["pipeline"] == ["transformer", name]
     assert "binder_ner" not in config["components"]
     assert "binder_ner" not in config["initialize"]["components"]
-    assert config["components"]["transformer"] == base["components"]["transformer"]
+    # the transformer sees the same segments; binder_ner's segment length,
+    # which its span getter read by reference, is written in as a value
+    transformer = base["components"]["transformer"]
+    assert transformer["model"]["get_spans"]["max_length"] == "${components.binder_ner.max_segment_length}"
+    assert config["components"]["transformer"]["model"]["get_spans"] == {
+        **transformer["model"]["get_spans"],
+        "max_length": base["components"]["binder_ner"]["max_segment_length"],
+    }
+    assert {k: v for k, v in config["components"]["transformer"]["model"].items() if k != "get_spans"} == {
+        k: v for k, v in transformer["model"].items() if k != "get_spans"
+    }
+    util.Config(config).interpolate()  # nothing refers to the removed component
     assert config["components"][name]["model"]["tok2vec"] == base["components"]["binder_ner"]["model"]["text_encoder"]
     for block in ("training", "corpora", "paths", "system"):
         if block == "training":
