@@ -1,6 +1,9 @@
 """`python -m spacy_binder`: the package's own commands. Each command lives in
-a module of this folder that adds itself to `app`; importing it here makes
-the command appear."""
+a module of this folder that adds itself to `app` (`@app.command(...)`);
+every module here is imported, so a new command needs no other edit."""
+import importlib
+import pkgutil
+
 import typer
 
 app = typer.Typer(
@@ -14,3 +17,7 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """spacy-binder's commands (see each command's --help)."""
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
