@@ -245,11 +245,12 @@ def test_the_command_prints_each_defect_and_fails_on_a_too_long_description(corp
     assert lines_with(out, r"PER\s+4\s+1\s+3")  # the label table: train, dev, train docs
 
 
-def test_the_command_exits_0_on_warnings_and_1_with_strict(corpus):
+def test_the_command_exits_0_on_warnings_and_1_with_strict_and_verbose_prints_lengths(corpus):
     config = CONFIGS / "binder_tiny.cfg"
-    result = debug_data(config, corpus)
+    result = debug_data(config, corpus, "--verbose")
     assert result.returncode == 0, result.stdout + result.stderr
     assert lines_with(result.stdout, r"does not read descriptions")
+    assert lines_with(result.stdout, r"^train DISEASE lengths: 2: 1, 3: 1, 9: 1$")
     strict = debug_data(config, corpus, "--strict")
     assert strict.returncode == 1, strict.stdout + strict.stderr
     # the four train skip reasons become errors

@@ -154,6 +154,8 @@ def _print_overlaps(report: DataReport, msg: Printer) -> None:
                 msg.info(f"{sum(per_label.values())} {name} mention(s) {kind}: {_format_counts(per_label)}")
     if sum(report.train.overlaps[INSIDE].values()):
         msg.text("binder_ner learns nested mentions; doc.ents keeps a non-overlapping subset.")
+    if not any(sum(per_label.values()) for per_label in report.train.overlaps.values()):
+        msg.good("No train mention overlaps another (a flat corpus)")
 
 
 def _print_descriptions(report: DataReport, msg: Printer) -> None:
@@ -192,7 +194,7 @@ def _print_skipped(report: DataReport, msg: Printer, strict: bool) -> None:
             else:
                 msg.warn(text)
         if not split.n_skipped:
-            msg.good(f"Training can learn every {name} gold mention")
+            msg.good(f"No {name} gold mention is left out: each can be a candidate of its label")
     if report.train.n_skipped or report.dev.n_skipped:
         msg.text(
             "Train mentions listed here are left out of the loss; dev ones can never be "
