@@ -21,9 +21,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy
 from spacy import util
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry, resolve_dot_names
+from thinc.api import Model
 
 from .component import BinderNER
 from .descriptions import read_descriptions
@@ -364,7 +365,7 @@ def _description_report(
     return report
 
 
-def _encoder_tokenizer(transformer) -> Tuple[Any, int]:
+def _encoder_tokenizer(transformer: Model) -> Tuple[Any, int]:
     """The tokenizer of a spacy-transformers TransformerModel, not yet
     loaded, and the most word pieces it reads, as
     `type_encoders.check_description_lengths` computes it (without loading
