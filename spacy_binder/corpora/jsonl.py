@@ -1,0 +1,49 @@
+"""JSON-lines input shared by the token-offset and character-offset readers."""
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+from .core import FormatError
+
+
+def read_records(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Yield (line number, object) for each non-blank line of a JSONL file.
+    Raises FormatError for a line that is not a JSON object."""
+    with path.open(encoding="utf8") as file_:
+        for line_no, line in enumerate(file_, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FormatError(path, line_no, f"expected a JSON object: {err}") from None
+            if not isinstance(record, dict):
+                raise FormatError(path, line_no, f"expected a JSON object, got {type(record).__name__}")
+            yield line_no, record
+
+
+def get_field(record: Dict[str, Any], key: str, kind: type, path: Path, line_no: int, what: str = "record") -> Any:
+    """`record[key]`, which must exist and be a `kind`, else FormatError."""
+    if key not in record:
+        raise FormatError(path, line_no, f"{what} has no {key!r} field (fields: {sorted(record)})")
+    value = record[key]
+    # bool is an int in Python, never an offset
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise FormatError(path, line_no, f"{what} field {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def get_label(mention: Dict[str, Any], key: str, path: Path, line_no: int) -> str:
+    """A mention's label: `mention[key]`, a non-blank string, else FormatError."""
+    label = get_field(mention, key, str, path, line_no, "mention")
+    if not label.strip():
+        raise FormatError(path, line_no, f"mention field {key!r} must be a non-blank label, got {label!r}")
+    return label
+
+
+def check_offsets(start: int, end: int, length: int, path: Path, line_no: int, unit: str) -> None:
+    """Raise FormatError unless 0 <= start < end <= length."""
+    if not 0 <= start < end <= length:
+        raise FormatError(
+            path, line_no, f"mention offsets ({start}, {end}) must satisfy 0 <= start < end <= {length} ({unit})"
+        )
