@@ -1,9 +1,9 @@
-"""Convert CoNLL-2003 (`token POS chunk NER`, IOB1 NER tags) to a spaCy DocBin.
+"""Convert CoNLL-2003 (`token POS chunk NER`, IOB1 NER tags) to a spaCy DocBin
+with the library's IOB reader (spacy_binder.corpora.read_iob).
 
 One Doc per article (sentence boundaries set) or, with --sentences, one Doc
 per sentence; gold entities in `doc.ents` and `doc.spans[spans_key]`.
 """
-from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -13,9 +13,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
-from bio import FormatError, SpanTuple, check_tag, make_gold_doc, tags_to_spans
-
-DOCSTART = "-DOCSTART-"
+from spacy_binder.corpora import FormatError, read_iob
 
 
 def convert_conll_file(
@@ -34,54 +32,12 @@ def convert_conll_file(
     RETURNS (Tuple[List[Doc], Dict[str, Any]]): The Docs, and stats with
         "docs" (articles), "sentences", "tokens", "entities" (Counter per type).
     """
-    docs: List[Doc] = []
-    stats: Dict[str, Any] = {"docs": 0, "sentences": 0, "tokens": 0, "entities": Counter()}
-    article: List[Tuple[List[str], List[SpanTuple]]] = []
-    words: List[str] = []
-    tags: List[str] = []
-
-    def end_sentence() -> None:
-        if words:
-            spans = tags_to_spans(tags)[0]
-            article.append((list(words), spans))
-            stats["sentences"] += 1
-            stats["tokens"] += len(words)
-            stats["entities"].update(label for _, _, label in spans)
-            words.clear()
-            tags.clear()
-
-    def end_article() -> None:
-        end_sentence()
-        if not article:
-            return
-        stats["docs"] += 1
-        groups = [[sent] for sent in article] if one_doc_per_sentence else [article]
-        for group in groups:
-            all_words: List[str] = []
-            all_spans: List[SpanTuple] = []
-            starts: List[bool] = []
-            for sent_words, spans in group:
-                offset = len(all_words)
-                all_spans.extend((s + offset, e + offset, label) for s, e, label in spans)
-                starts.extend([True] + [False] * (len(sent_words) - 1))
-                all_words.extend(sent_words)
-            docs.append(make_gold_doc(vocab, all_words, all_spans, spans_key, starts))
-        article.clear()
-
-    with Path(path).open(encoding="utf8") as file_:
-        for line_no, line in enumerate(file_, start=1):
-            fields = line.split()
-            if not fields:
-                end_sentence()
-            elif fields[0] == DOCSTART:
-                end_article()
-            elif len(fields) != 4:
-                raise FormatError(path, line_no, f"expected 4 columns 'token POS chunk NER', got {line!r}")
-            else:
-                words.append(fields[0])
-                tags.append(check_tag(path, line_no, fields[3]))
-    end_article()
-    return docs, stats
+    docs, stats = read_iob(
+        path, vocab, spans_key=spans_key, token_column=0, tag_columns=[3], n_columns=4,
+        scheme="iob1", one_doc_per_sentence=one_doc_per_sentence,
+    )
+    return docs, {"docs": stats.documents, "sentences": stats.sentences, "tokens": stats.tokens,
+                  "entities": stats.mentions}
 
 
 def main(

@@ -14,9 +14,10 @@ from spacy.tokens import Doc, DocBin
 from typer.testing import CliRunner
 
 from projects import REPO as ROOT
+from spacy_binder.corpora import FormatError
+from spacy_binder.corpora.iob import tags_to_spans
 from util import load_script, script_path
 
-FormatError, tags_to_spans = load_script("bio.py").FormatError, load_script("bio.py").tags_to_spans
 convert_conll_file = load_script("convert_conll03.py").convert_conll_file
 convert_ncbi_file = load_script("convert_ncbi.py").convert_ncbi_file
 
@@ -177,9 +178,9 @@ def test_conll_first_sentence(vocab):
 
 def test_tags_to_spans_rules():
     assert tags_to_spans(["I-A", "I-A", "B-A", "I-B", "O", "I-A", "B-A"]) == (
-        [(0, 2, "A"), (2, 3, "A"), (3, 4, "B"), (5, 6, "A"), (6, 7, "A")], 3)
-    assert tags_to_spans(["B-A", "I-A", "O", "B-A"]) == ([(0, 2, "A"), (3, 4, "A")], 0)
-    assert tags_to_spans([]) == ([], 0)
+        [(0, 2, "A"), (2, 3, "A"), (3, 4, "B"), (5, 6, "A"), (6, 7, "A")], {"i_starts_mention": 3})
+    assert tags_to_spans(["B-A", "I-A", "O", "B-A"]) == ([(0, 2, "A"), (3, 4, "A")], {})
+    assert tags_to_spans([]) == ([], {})
 
 
 @pytest.mark.parametrize("per_sentence", [False, True])
