@@ -24,6 +24,8 @@ from spacy.vocab import Vocab
 SpanTuple = Tuple[int, int, str]
 # how a character span whose boundary falls inside a token is handled
 MISALIGNED_RULES = ("split", "expand", "drop")
+# skipped input that holds no annotation: logged, not warned about
+QUIET_SKIPS = ("comment_line", "empty_record")
 
 
 class FormatError(ValueError):
@@ -77,11 +79,14 @@ class ReadStats:
         return out
 
     def report(self, source: Union[str, Path]) -> None:
-        """Log the counts, and warn when anything was repaired, dropped or skipped."""
+        """Log the counts, and warn when a mention was repaired or dropped or
+        an annotation skipped (comment lines and empty records are only logged)."""
         logger.info("Read %s: %s", source, "; ".join(line.strip() for line in self.lines()))
+        skipped = {kind: n for kind, n in self.skipped.items() if kind not in QUIET_SKIPS}
         changed = {
-            name: dict(sorted(getattr(self, name).items()))
-            for name in ("repaired", "dropped", "skipped") if getattr(self, name)
+            name: dict(sorted(counts.items()))
+            for name, counts in (("repaired", self.repaired), ("dropped", self.dropped), ("skipped", skipped))
+            if counts
         }
         if changed:
             details = "; ".join(f"{name}: {counts}" for name, counts in changed.items())
