@@ -464,27 +464,32 @@ def signature(doc, key="sc"):
     return (words_of(doc), doc.text, sent_starts(doc), ents_of(doc), spans_of(doc, key))
 
 
-@pytest.mark.parametrize("fmt,args,read", [
-    ("iob", ["--lang", "de", "--token-column", "1", "--tag-columns", "2,3", "--delimiter", "tab",
-             "--comment-prefix", "#"],
+INPUTS = {"germeval": ("ge.tsv", GERMEVAL), "conll": ("c.conll", CONLL), "brat": ("b/doc1.ann", BRAT_ANN),
+          "spans": ("s.jsonl", SPANS_JSONL), "tokens": ("t.jsonl", TOKEN_JSONL)}
+
+
+@pytest.mark.parametrize("fmt,data,args,read", [
+    ("iob", "germeval", ["--lang", "de", "--token-column", "1", "--tag-columns", "2,3", "--delimiter", "tab",
+                         "--comment-prefix", "#"],
      lambda path: read_iob(path, spacy.blank("de").vocab, token_column=1, tag_columns=[2, 3], delimiter="\t",
                            comment_prefix="#", spans_key="gold")),
-    ("brat", ["--misaligned", "drop"], lambda path: read_brat(path, spacy.blank("en"), misaligned="drop",
-                                                             spans_key="gold")),
-    ("spans-jsonl", [], lambda path: read_spans_jsonl(path, spacy.blank("en"), spans_key="gold")),
-    ("token-jsonl", ["--label-field", "type", "--no-sentence-starts"],
+    ("iob", "conll", ["--tag-columns", "3", "--one-doc-per-sentence"],
+     lambda path: read_iob(path, spacy.blank("en").vocab, tag_columns=[3], one_doc_per_sentence=True,
+                           spans_key="gold")),
+    ("brat", "brat", ["--misaligned", "drop"],
+     lambda path: read_brat(path, spacy.blank("en"), misaligned="drop", spans_key="gold")),
+    ("spans-jsonl", "spans", [], lambda path: read_spans_jsonl(path, spacy.blank("en"), spans_key="gold")),
+    ("token-jsonl", "tokens", ["--label-field", "type", "--no-sentence-starts"],
      lambda path: read_token_jsonl(path, spacy.blank("en").vocab, sentence_starts=False, spans_key="gold")),
 ])
-def test_convert_command_writes_the_readers_docs(tmp_path, fmt, args, read):
-    inputs = {"iob": ("ge.tsv", GERMEVAL), "brat": ("b/doc1.ann", BRAT_ANN),
-              "spans-jsonl": ("s.jsonl", SPANS_JSONL), "token-jsonl": ("t.jsonl", TOKEN_JSONL)}
+def test_convert_command_writes_the_readers_docs(tmp_path, fmt, data, args, read):
     write(tmp_path, "b/doc1.txt", BRAT_TEXT)
-    path = write(tmp_path, *inputs[fmt])
+    path = write(tmp_path, *INPUTS[data])
     result = CliRunner().invoke(app, ["convert", str(path), str(tmp_path / "out" / "c.spacy"), "--format", fmt,
                                       "--spans-key", "gold", *args])
     assert result.exit_code == 0, result.output
     expected, stats = read(path)
-    lang = "de" if fmt == "iob" else "en"
+    lang = "de" if data == "germeval" else "en"
     written = list(DocBin().from_disk(tmp_path / "out" / "c.spacy").get_docs(spacy.blank(lang).vocab))
     assert [signature(d, "gold") for d in written] == [signature(d, "gold") for d in expected]
     assert f"docs: {len(expected)}" in result.output

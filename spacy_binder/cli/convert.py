@@ -31,7 +31,7 @@ def convert_cli(
     scheme: Optional[str] = typer.Option(None, help="iob: iob1, iob2 (default) or bioes"),
     comment_prefix: Optional[str] = typer.Option(None, help="iob: lines starting with it are skipped"),
     docstart: Optional[str] = typer.Option(None, help="iob: first field of document-start lines"),
-    sentences: bool = typer.Option(False, "--sentences", help="iob: one Doc per sentence"),
+    one_doc_per_sentence: bool = typer.Option(False, "--one-doc-per-sentence", help="iob: one Doc per sentence"),
     no_sentence_starts: bool = typer.Option(False, "--no-sentence-starts", help="iob, token-jsonl: leave sentence starts unset"),
     tokens_field: Optional[str] = typer.Option(None, help="token-jsonl: field of the tokens"),
     mentions_field: Optional[str] = typer.Option(None, help="token-jsonl: field of the mentions"),
@@ -53,14 +53,14 @@ def convert_cli(
         "delimiter": DELIMITER_NAMES.get(delimiter, delimiter) if delimiter else None,
         "tag_columns": [int(c) for c in tag_columns.split(",")] if tag_columns else None,
         "scheme": scheme, "comment_prefix": comment_prefix, "docstart": docstart,
-        "one_doc_per_sentence": sentences or None, "sentence_starts": False if no_sentence_starts else None,
+        "one_doc_per_sentence": one_doc_per_sentence or None, "sentence_starts": False if no_sentence_starts else None,
         "tokens_field": tokens_field, "mentions_field": mentions_field, "text_field": text_field,
         "spans_field": spans_field, "start_field": start_field, "end_field": end_field,
         "label_field": label_field, "end_inclusive": end_inclusive or None, "answer_field": answer_field,
         "misaligned": misaligned,
     }
     options = {name: value for name, value in given.items() if value is not None}
-    read, takes_nlp = FORMATS[input_format]
+    read, _, takes_nlp = FORMATS[input_format]
     accepted = inspect.signature(read).parameters
     foreign = [name for name in options if name not in accepted]
     if foreign:

@@ -5,20 +5,11 @@ Each `read_*` function returns (Docs, ReadStats); the registered readers
 (`spacy-binder.IOBCorpus.v1` and the others in `readers.py`) feed them to
 `spacy train` from a config. Gold rules: see `core`.
 """
-from . import readers  # noqa: F401  (registrations)
 from .brat import read_brat
 from .core import FormatError, ReadStats
 from .iob import read_iob
+from .readers import FORMATS  # registers the readers
 from .spans_jsonl import read_spans_jsonl
 from .token_jsonl import read_token_jsonl
-
-# format name (the convert command's --format) -> (reader, whether it takes
-# the nlp object rather than its vocab)
-FORMATS = {
-    "iob": (read_iob, False),
-    "token-jsonl": (read_token_jsonl, False),
-    "brat": (read_brat, True),
-    "spans-jsonl": (read_spans_jsonl, True),
-}
 
 __all__ = ["FORMATS", "FormatError", "ReadStats", "read_brat", "read_iob", "read_spans_jsonl", "read_token_jsonl"]

@@ -1,137 +1,92 @@
 """The corpus readers in spaCy's `registry.readers`, for a config's
 `[corpora.train]` / `[corpora.dev]` blocks: each reads its files directly
-and behaves like `spacy.Corpus.v1` (`gold_preproc`, `max_length`, `limit`,
-`augmenter`). Options are those of the `read_*` functions.
+and behaves like `spacy.Corpus.v1`.
+
+A reader's options are `path`, the options of its `read_*` function
+(`spans_key`, the format's own) and spacy.Corpus.v1's `gold_preproc`,
+`max_length`, `limit` and `augmenter`. Its signature is built from the
+`read_*` function's, so each option and default is declared once and config
+validation and `spacy init fill-config` see them all.
 """
+import inspect
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 from spacy.errors import Errors
-from spacy.language import Language
-from spacy.training import Example
 from spacy.util import registry
 
 from .brat import read_brat
 from .core import GoldCorpus
-from .iob import DOCSTART, read_iob
+from .iob import read_iob
 from .spans_jsonl import read_spans_jsonl
 from .token_jsonl import read_token_jsonl
 
-ExampleReader = Callable[[Language], Iterable[Example]]
 
 
-def _check_path(path: Optional[Path]) -> Path:
-    if path is None:
-        raise ValueError(Errors.E913)
-    return Path(path)
+class Format(NamedTuple):
+    """A corpus format: its read function, the name of its registered reader,
+    and whether the function takes the nlp object (to tokenize texts) rather
+    than its vocab."""
+
+    read: Callable
+    reader_name: str
+    takes_nlp: bool
 
 
-@registry.readers("spacy-binder.IOBCorpus.v1")
-def create_iob_reader(
-    path: Optional[Path],
-    spans_key: str = "sc",
-    token_column: int = 0,
-    tag_columns: List[int] = [-1],  # noqa: B006 (a config default, never mutated)
-    n_columns: Optional[int] = None,
-    delimiter: Optional[str] = None,
-    scheme: str = "iob2",
-    comment_prefix: Optional[str] = None,
-    docstart: str = DOCSTART,
-    one_doc_per_sentence: bool = False,
-    sentence_starts: bool = True,
-    pattern: str = "*",
-    gold_preproc: bool = False,
-    max_length: int = 0,
-    limit: int = 0,
-    augmenter: Optional[Callable] = None,
-) -> ExampleReader:
-    """Layered IOB / BIO / BIOES column files (see `iob.read_iob`)."""
-    path = _check_path(path)
-    options = dict(
-        spans_key=spans_key, token_column=token_column, tag_columns=tag_columns, n_columns=n_columns,
-        delimiter=delimiter, scheme=scheme, comment_prefix=comment_prefix, docstart=docstart,
-        one_doc_per_sentence=one_doc_per_sentence, sentence_starts=sentence_starts, pattern=pattern,
-    )
-    return GoldCorpus(
-        lambda nlp: read_iob(path, nlp.vocab, **options), str(path),
-        gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter,
-    )
+# by the name the convert command's --format takes
+FORMATS: Dict[str, Format] = {
+    "iob": Format(read_iob, "spacy-binder.IOBCorpus.v1", False),
+    "token-jsonl": Format(read_token_jsonl, "spacy-binder.TokenJsonlCorpus.v1", False),
+    "brat": Format(read_brat, "spacy-binder.BratCorpus.v1", True),
+    "spans-jsonl": Format(read_spans_jsonl, "spacy-binder.SpansJsonlCorpus.v1", True),
+}
+# spacy.Corpus.v1's options and their defaults
+CORPUS_OPTIONS = (
+    ("gold_preproc", bool, False),
+    ("max_length", int, 0),
+    ("limit", int, 0),
+    ("augmenter", Optional[Callable], None),
+)
 
 
-@registry.readers("spacy-binder.TokenJsonlCorpus.v1")
-def create_token_jsonl_reader(
-    path: Optional[Path],
-    spans_key: str = "sc",
-    tokens_field: str = "tokens",
-    mentions_field: str = "entity_mentions",
-    start_field: str = "start",
-    end_field: str = "end",
-    label_field: str = "type",
-    end_inclusive: bool = False,
-    sentence_starts: bool = True,
-    pattern: str = "*.jsonl",
-    gold_preproc: bool = False,
-    max_length: int = 0,
-    limit: int = 0,
-    augmenter: Optional[Callable] = None,
-) -> ExampleReader:
-    """Token-level JSON lines with nested mentions (see `token_jsonl.read_token_jsonl`)."""
-    path = _check_path(path)
-    options = dict(
-        spans_key=spans_key, tokens_field=tokens_field, mentions_field=mentions_field,
-        start_field=start_field, end_field=end_field, label_field=label_field,
-        end_inclusive=end_inclusive, sentence_starts=sentence_starts, pattern=pattern,
-    )
-    return GoldCorpus(
-        lambda nlp: read_token_jsonl(path, nlp.vocab, **options), str(path),
-        gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter,
-    )
+def make_reader(read: Callable, takes_nlp: bool) -> Callable[..., GoldCorpus]:
+    """The registered function of a format: `path`, then `read`'s options,
+    then spacy.Corpus.v1's, returning a GoldCorpus.
+
+    read (Callable): A `read_*` function: (path, nlp or vocab, **options).
+    takes_nlp (bool): Whether `read` takes the nlp object rather than its vocab.
+    RETURNS (Callable[..., GoldCorpus]): The reader function.
+    """
+
+    def create_reader(path: Optional[Path], **options) -> GoldCorpus:
+        if path is None:
+            raise ValueError(Errors.E913)
+        corpus_options = {name: options.pop(name) for name, _, _ in CORPUS_OPTIONS if name in options}
+        return GoldCorpus(
+            lambda nlp: read(path, nlp if takes_nlp else nlp.vocab, **options), str(path), **corpus_options
+        )
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    format_options = list(inspect.signature(read).parameters.values())[2:]
+    parameters = [
+        inspect.Parameter("path", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[Path]),
+        *format_options,
+        *(inspect.Parameter(name, keyword, default=default, annotation=kind) for name, kind, default in CORPUS_OPTIONS),
+    ]
+    create_reader.__signature__ = inspect.Signature(parameters, return_annotation=GoldCorpus)  # type: ignore[attr-defined]
+    create_reader.__annotations__ = {**{p.name: p.annotation for p in parameters}, "return": GoldCorpus}
+    create_reader.__name__ = create_reader.__qualname__ = f"create_{read.__name__[len('read_'):]}_reader"
+    create_reader.__doc__ = f"A spaCy corpus of the files {read.__name__} reads (see its docstring)."
+    return create_reader
 
 
-@registry.readers("spacy-binder.BratCorpus.v1")
-def create_brat_reader(
-    path: Optional[Path],
-    spans_key: str = "sc",
-    misaligned: str = "split",
-    pattern: str = "*.ann",
-    gold_preproc: bool = False,
-    max_length: int = 0,
-    limit: int = 0,
-    augmenter: Optional[Callable] = None,
-) -> ExampleReader:
-    """brat standoff .txt/.ann pairs (see `brat.read_brat`)."""
-    path = _check_path(path)
-    return GoldCorpus(
-        lambda nlp: read_brat(path, nlp, spans_key=spans_key, misaligned=misaligned, pattern=pattern), str(path),
-        gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter,
-    )
+def _register(name: str) -> Callable[..., GoldCorpus]:
+    read, reader_name, takes_nlp = FORMATS[name]
+    return registry.readers(reader_name, func=make_reader(read, takes_nlp))
 
 
-@registry.readers("spacy-binder.SpansJsonlCorpus.v1")
-def create_spans_jsonl_reader(
-    path: Optional[Path],
-    spans_key: str = "sc",
-    text_field: str = "text",
-    spans_field: str = "spans",
-    start_field: str = "start",
-    end_field: str = "end",
-    label_field: str = "label",
-    answer_field: str = "answer",
-    misaligned: str = "split",
-    pattern: str = "*.jsonl",
-    gold_preproc: bool = False,
-    max_length: int = 0,
-    limit: int = 0,
-    augmenter: Optional[Callable] = None,
-) -> ExampleReader:
-    """Character-offset JSON lines, Prodigy / spaCy style (see `spans_jsonl.read_spans_jsonl`)."""
-    path = _check_path(path)
-    options = dict(
-        spans_key=spans_key, text_field=text_field, spans_field=spans_field, start_field=start_field,
-        end_field=end_field, label_field=label_field, answer_field=answer_field,
-        misaligned=misaligned, pattern=pattern,
-    )
-    return GoldCorpus(
-        lambda nlp: read_spans_jsonl(path, nlp, **options), str(path),
-        gold_preproc=gold_preproc, max_length=max_length, limit=limit, augmenter=augmenter,
-    )
+# module-level names for the entry points in setup.cfg
+create_iob_reader = _register("iob")
+create_token_jsonl_reader = _register("token-jsonl")
+create_brat_reader = _register("brat")
+create_spans_jsonl_reader = _register("spans-jsonl")
