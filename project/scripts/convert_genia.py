@@ -17,6 +17,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from wasabi import msg
 
+from spacy_binder.corpora.core import split_tokens
+
 SPLITS = ("train", "dev", "test")
 SEM_RE = re.compile(r"G#(DNA|RNA|protein)_\S+|G#(cell_line|cell_type)")
 DROP_REASONS = ("other_type", "compound", "fragment", "misaligned", "duplicate")
@@ -57,15 +59,9 @@ def _tokenize(nlp: Language, text: str, cuts: Set[int]) -> Tuple[Doc, int]:
     """Tokenize `text` with nlp's tokenizer, then split tokens at every offset
     in `cuts`, so that all mention boundaries are token boundaries.
     RETURNS (Tuple[Doc, int]): The Doc and the number of extra splits."""
-    words: List[str] = []
-    spaces: List[bool] = []
-    extra = 0
-    for token in nlp.tokenizer(text):
-        inner = sorted(c - token.idx for c in cuts if token.idx < c < token.idx + len(token))
-        words.extend(token.text[i:j] for i, j in zip([0] + inner, inner + [len(token)]))
-        spaces.extend([False] * len(inner) + [bool(token.whitespace_)])
-        extra += len(inner)
-    return Doc(nlp.vocab, words=words, spaces=spaces), extra
+    doc = nlp.make_doc(text)
+    split = split_tokens(doc, cuts)
+    return split, len(split) - len(doc)
 
 
 def sentence_to_doc(el: ET.Element, nlp: Language, spans_key: str, stats: Dict[str, Any]) -> Doc:

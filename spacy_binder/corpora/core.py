@@ -146,7 +146,7 @@ def doc_from_words(
     return Doc(vocab, words=words, spaces=spaces, sent_starts=sent_starts)
 
 
-def _split_tokens(doc: Doc, cuts: Set[int]) -> Doc:
+def split_tokens(doc: Doc, cuts: Set[int]) -> Doc:
     """`doc` with its tokens split at every character offset in `cuts` that
     falls inside a token (the same doc if none does)."""
     words: List[str] = []
@@ -205,7 +205,7 @@ def doc_from_char_spans(
     inside = [(s, e, label) for s, e, label in trimmed if s not in starts or e not in ends]
     if inside and misaligned == "split":
         stats.repaired["token_split"] += len(inside)
-        doc = _split_tokens(doc, {o for s, e, _ in inside for o in (s, e)})
+        doc = split_tokens(doc, {o for s, e, _ in inside for o in (s, e)})
     elif inside and misaligned == "expand":
         stats.repaired["expanded"] += len(inside)
     elif inside:
