@@ -25,6 +25,9 @@ from .spans import get_gold_spans, greedy_flat
 from .torch_binder import LossWeights
 from .type_encoders import description_encoder_name, set_encoder_name
 
+# A candidate is predicted when its score, a probability, is above this.
+DEFAULT_THRESHOLD = 0.5
+
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy-binder.BinderModel.v1"
@@ -72,6 +75,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
 
 
+def _is_probability(value: Any) -> bool:
+    return _is_number(value) and 0.0 <= value <= 1.0
+
+
+def _sigmoid(x: float) -> float:
+    # the two forms keep exp() from overflowing for large |x|
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    return math.exp(x) / (1.0 + math.exp(x))
+
+
 def _is_decision(value: Any, settings: Dict[str, Any]) -> bool:
     check_decision(value)  # raises, saying what each rule does
     return True
@@ -91,9 +105,9 @@ SETTINGS: Tuple[Setting, ...] = (
         "an integer >= max_span_width ({max_span_width})",
     ),
     Setting(
-        "threshold_offset",
-        lambda v, s: _is_number(v),
-        "a number (a logit added to the decision threshold)",
+        "threshold",
+        lambda v, s: _is_probability(v),
+        "a probability in [0, 1] (a span is predicted when its score is above it)",
         float,
     ),
     Setting("decision", _is_decision),
@@ -102,6 +116,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("unlabeled_weight", convert=float),
     Setting("ignore_overlapping_negatives"),
 )
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 # The model settings that saved weights must have been trained with.
 MODEL_SETTINGS = ("projection_size", "width_embedding_size")
 
@@ -114,7 +129,8 @@ MODEL_SETTINGS = ("projection_size", "width_embedding_size")
         "spans_key": "sc",
         "max_span_width": 30,
         "max_segment_length": DEFAULT_MAX_SEGMENT_LENGTH,
-        "threshold_offset": 0.0,
+        "threshold": DEFAULT_THRESHOLD,
+        "threshold_offset": None,
         "decision": "span",
         "set_ents": True,
         "set_spans": True,
@@ -137,7 +153,8 @@ def make_binder_ner(
     spans_key: str,
     max_span_width: int,
     max_segment_length: int,
-    threshold_offset: float,
+    threshold: float,
+    threshold_offset: Optional[float],
     decision: str,
     set_ents: bool,
     set_spans: bool,
@@ -156,8 +173,13 @@ def make_binder_ner(
         pieces of at most this length. Give the transformer the same
         segments with `spacy-binder.segment_spans.v1` (`max_length` equal to
         this) so that it reads at inference the context it was trained on.
-    threshold_offset (float): logit added to the decision threshold of 0.5;
-        > 0 trades recall for precision, < 0 precision for recall.
+    threshold (float): a span is predicted for a type when its score (a
+        probability, see `decision`) is above this; higher trades recall
+        for precision. `spacy find-threshold MODEL DEV binder_ner threshold
+        spans_sc_f` picks it on a dev set.
+    threshold_offset (Optional[float]): deprecated, leave it null: the
+        logit that was added to the decision threshold of 0.5 before
+        `threshold` replaced it. Still read, as threshold = sigmoid(offset).
     decision (str): how a candidate span is scored: "span" (its span
         probability alone, the rule of the BINDER paper) or "joint" (the
         geometric mean of its span, start-token and end-token probabilities;
@@ -177,13 +199,55 @@ def make_binder_ner(
         spans_key=spans_key,
         max_span_width=max_span_width,
         max_segment_length=max_segment_length,
-        threshold_offset=threshold_offset,
+        threshold=_threshold_from_offset(threshold, threshold_offset),
         decision=decision,
         set_ents=set_ents,
         set_spans=set_spans,
         loss=loss,
         scorer=scorer,
     )
+
+
+# threshold_offset (a logit) gave way to a probability threshold, the knob
+# that spaCy's find-threshold searches in [0, 1]. Old configs and saved
+# pipelines still load with a warning, as the same decision: a span scored
+# above sigmoid(offset) was kept. An error would stop every pipeline trained
+# so far from loading, for a setting that converts exactly.
+def _threshold_from_offset(threshold: float, threshold_offset: Optional[float]) -> float:
+    if threshold_offset is None:
+        return threshold
+    if not _is_number(threshold_offset):
+        raise ValueError(
+            "binder_ner threshold_offset (deprecated) must be a number, got "
+            f"{threshold_offset!r}. Better, remove it and set threshold, a probability in [0, 1]."
+        )
+    converted = _sigmoid(float(threshold_offset))
+    if threshold != DEFAULT_THRESHOLD:
+        raise ValueError(
+            f"binder_ner has both threshold = {threshold!r} and the deprecated "
+            f"threshold_offset = {threshold_offset!r}. Remove threshold_offset from "
+            "[components.binder_ner] (in a saved pipeline, from its config.cfg); "
+            f"threshold_offset = {threshold_offset!r} is threshold = {converted:.6g}."
+        )
+    warnings.warn(
+        f"[binder_ner] threshold_offset is deprecated: replace threshold_offset = "
+        f"{threshold_offset!r} by threshold = {converted:.6g} in [components.binder_ner] "
+        "(the same decision, as a probability). In a saved pipeline, edit its config.cfg.",
+        FutureWarning,
+    )
+    return converted
+
+
+def _checked(setting: Setting, settings: Dict[str, Any]) -> Any:
+    """The value of `setting` in `settings`, as cfg keeps it; raises if it
+    is not valid."""
+    value = settings[setting.name]
+    if setting.is_valid is not None and not setting.is_valid(value, settings):
+        raise ValueError(
+            f"binder_ner {setting.name} must be "
+            f"{setting.must_be.format(**settings)}, got {value!r}."
+        )
+    return setting.convert(value)
 
 
 class BinderNER(TrainablePipe):
@@ -199,7 +263,7 @@ class BinderNER(TrainablePipe):
         spans_key: str = "sc",
         max_span_width: int = 30,
         max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH,
-        threshold_offset: float = 0.0,
+        threshold: float = DEFAULT_THRESHOLD,
         decision: str = "span",
         set_ents: bool = True,
         set_spans: bool = True,
@@ -220,7 +284,7 @@ class BinderNER(TrainablePipe):
             spans_key=spans_key,
             max_span_width=max_span_width,
             max_segment_length=max_segment_length,
-            threshold_offset=threshold_offset,
+            threshold=threshold,
             decision=decision,
             set_ents=set_ents,
             set_spans=set_spans,
@@ -265,12 +329,26 @@ class BinderNER(TrainablePipe):
         return self.cfg["max_segment_length"]
 
     @property
+    def threshold(self) -> float:
+        return self.cfg["threshold"]
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self._set_settings(threshold=value)
+
+    @property
     def threshold_offset(self) -> float:
-        return self.cfg["threshold_offset"]
+        """Deprecated: the logit of `threshold`."""
+        warnings.warn("[binder_ner] threshold_offset is deprecated: read threshold.", FutureWarning)
+        threshold = self.threshold
+        if threshold in (0.0, 1.0):
+            return -math.inf if threshold == 0.0 else math.inf
+        return math.log(threshold / (1.0 - threshold))
 
     @threshold_offset.setter
     def threshold_offset(self, value: float) -> None:
-        self._set_settings(threshold_offset=value)
+        # kept so that old code fails or works, never sets a dead attribute
+        self.threshold = _threshold_from_offset(DEFAULT_THRESHOLD, value)
 
     @property
     def decision(self) -> str:
@@ -285,13 +363,7 @@ class BinderNER(TrainablePipe):
         values that win on load."""
         settings = {**self._settings, **values}
         for setting in SETTINGS:  # in order: a rule may read an earlier setting
-            value = settings[setting.name]
-            if setting.is_valid is not None and not setting.is_valid(value, settings):
-                raise ValueError(
-                    f"binder_ner {setting.name} must be "
-                    f"{setting.must_be.format(**settings)}, got {value!r}."
-                )
-            settings[setting.name] = setting.convert(value)
+            settings[setting.name] = _checked(setting, settings)
         if not settings["set_ents"] and not settings["set_spans"]:
             raise ValueError(
                 "binder_ner has both outputs switched off (set_ents = false and "
@@ -376,8 +448,10 @@ class BinderNER(TrainablePipe):
             decoded = decode_spans(
                 output.candidates,
                 output.scores,
-                self.threshold_offset,
-                self.cfg["decision"],
+                # read from cfg on each call, checked: spaCy's find-threshold
+                # writes cfg["threshold"] directly
+                threshold=_checked(SETTINGS_BY_NAME["threshold"], self.cfg),
+                decision=self.cfg["decision"],
                 to_numpy=self.model.ops.to_numpy,
             )
         for doc, predicted in zip(docs, decoded):
@@ -592,6 +666,7 @@ class BinderNER(TrainablePipe):
     # -- serialization ------------------------------------------------------
 
     def _after_load(self, source: str) -> None:
+        self.cfg.pop("threshold_offset", None)  # saved before threshold replaced it
         self._set_settings()  # the factory's values over the saved ones
         head = get_head(self.model)
         if head is not None:

@@ -245,7 +245,8 @@ def log_sigmoid(x: numpy.ndarray) -> numpy.ndarray:
 def decode_spans(
     batch: CandidateBatch,
     scores: BinderScores,
-    threshold_offset: float,
+    *,
+    threshold: float = 0.5,
     decision: str = "span",
     to_numpy: Callable[[Any], numpy.ndarray] = numpy.asarray,
 ) -> List[List[Tuple[int, int, int, float]]]:
@@ -259,19 +260,30 @@ def decode_spans(
     start-token and end-token probabilities, so a span also needs
     boundaries the model believes in (good for the flat output; in the
     nested output, overlapping spans that share a strong boundary get
-    through). A candidate is predicted for a type when its score exceeds
-    sigmoid(threshold_offset) (0.5 at offset 0).
+    through). A candidate is predicted for a type when its score is above
+    `threshold`: at 0.5 the span rule is the paper's "beat the anchor", at
+    0.0 every candidate is predicted, at 1.0 none.
 
+    threshold (float): a probability in [0, 1].
     scores (BinderScores): the head's raw scores, on any device.
     to_numpy (Callable): copies one score array to the host (e.g.
         `ops.to_numpy`); only the arrays the decision reads are copied.
     """
     check_decision(decision)
+    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise ValueError(f"binder_ner threshold must be a probability in [0, 1], got {threshold!r}.")
     n_docs = len(batch.doc_offsets) - 1
     anchors = to_numpy(scores.anchor)
     margins = to_numpy(scores.span) - anchors[batch.span_segments, SPAN]
+    # in logs: threshold 0 is -inf (every candidate), threshold 1 is 0 (none)
+    with numpy.errstate(divide="ignore"):
+        log_threshold = numpy.log(numpy.float64(threshold))
     if decision == "span":
-        rows, types = numpy.nonzero(margins > threshold_offset)
+        # sigmoid(m) > t exactly when m > logit(t), so only the kept margins
+        # become probabilities; logit(0.5) = 0, the paper's rule
+        with numpy.errstate(divide="ignore"):
+            min_margin = log_threshold - numpy.log1p(-numpy.float64(threshold))
+        rows, types = numpy.nonzero(margins > min_margin)
         kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
         token_segments = batch.token_segments
@@ -282,7 +294,7 @@ def decode_spans(
         log_p += log_sigmoid(start_margins[batch.span_starts])
         log_p += log_sigmoid(end_margins[batch.span_ends])
         log_p /= 3.0
-        rows, types = numpy.nonzero(log_p > log_sigmoid(numpy.float64(threshold_offset)))
+        rows, types = numpy.nonzero(log_p > log_threshold)
         kept = log_p[rows, types].astype("float64")
     possible = batch.span_can_be_entity[rows]
     rows, types, kept = rows[possible], types[possible], kept[possible]

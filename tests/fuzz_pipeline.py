@@ -1,12 +1,12 @@
 """Feed random batches of odd texts through a pipeline and report failures.
 
-    python tests/fuzz_pipeline.py PIPELINE [--batches 150] [--seed 0] [--threshold-offset X]
+    python tests/fuzz_pipeline.py PIPELINE [--batches 150] [--seed 0] [--threshold P]
 
 PIPELINE is a folder or the name of an installed pipeline package. A batch
 fails when `nlp.pipe` raises, when a doc breaks binder_ner's output
 contract, or when a doc's spans, scores or ents differ from those it gets
 alone (`nlp(text)`). Prints one JSON line with the counts and the failures;
-exits 1 if there is any. A negative --threshold-offset makes a briefly
+exits 1 if there is any. A low --threshold (0.05) makes a briefly
 trained pipeline predict many spans, so that decoding and annotation are
 exercised too.
 """
@@ -43,11 +43,11 @@ def main() -> int:
     parser.add_argument("pipeline")
     parser.add_argument("--batches", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threshold-offset", type=float, default=None)
+    parser.add_argument("--threshold", type=float, default=None)
     args = parser.parse_args()
     overrides = {}
-    if args.threshold_offset is not None:
-        overrides = {"components": {"binder_ner": {"threshold_offset": args.threshold_offset}}}
+    if args.threshold is not None:
+        overrides = {"components": {"binder_ner": {"threshold": args.threshold}}}
     report = fuzz(spacy.load(args.pipeline, config=overrides), args.batches, args.seed)
     print(json.dumps(report, ensure_ascii=True))
     return 1 if report["failures"] else 0

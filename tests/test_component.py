@@ -27,7 +27,8 @@ def test_add_pipe_defaults():
     assert isinstance(binder, BinderNER)
     cfg = nlp.config["components"]["binder_ner"]
     assert cfg["spans_key"] == "sc" and cfg["max_span_width"] == 30 and cfg["max_segment_length"] == 128
-    assert cfg["threshold_offset"] == 0.0 and cfg["set_ents"] and cfg["set_spans"]
+    assert cfg["threshold"] == 0.5 and cfg["threshold_offset"] is None and binder.threshold == 0.5
+    assert cfg["set_ents"] and cfg["set_spans"]
     assert cfg["decision"] == "span" and binder.decision == "span"
     assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
     assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.DescriptionEncoder.v1"
@@ -101,25 +102,25 @@ def test_outputs_can_be_switched_off():
             assert "spans_sc_f" not in nlp.evaluate(make_examples(nlp, NESTED_DATA))
 
 
-def test_threshold_offset_trades_recall_for_precision(trained_cnn):
+def test_threshold_trades_recall_for_precision(trained_cnn):
     binder = trained_cnn.get_pipe("binder_ner")
     text = "the University of Paris hired Anna Berg"
     doc = trained_cnn(text)
     base = span_tuples(doc)
-    scores = doc.spans["sc"].attrs["scores"].astype("float64")
-    margins = numpy.log(scores / (1 - scores))  # score = sigmoid(margin)
-    lowest, second = numpy.sort(margins)[:2]
+    scores = doc.spans["sc"].attrs["scores"]
+    lowest, second = numpy.sort(scores)[:2]
+    between = float(lowest + second) / 2
     try:
-        binder.threshold_offset = (lowest + second) / 2
+        binder.threshold = between
         strict = span_tuples(trained_cnn(text))
-        binder.threshold_offset = -50.0
+        binder.threshold = 0.0
         loose = span_tuples(trained_cnn(text))
     finally:
-        binder.threshold_offset = 0.0
-    assert strict == [span for span, m in zip(base, margins) if m > (lowest + second) / 2]
+        binder.threshold = 0.5
+    assert strict == [span for span, score in zip(base, scores) if score > between]
     assert len(strict) == len(base) - 1
     assert set(base) < set(loose)
-    # with a very low threshold every candidate of every type is predicted
+    # at threshold 0 every candidate of every type is predicted
     n = len(doc)
     assert len(loose) == sum(min(4, n - i) for i in range(n)) * len(binder.labels)
 
@@ -230,8 +231,8 @@ def test_serialization_keeps_labels_descriptions_settings(trained_cnn):
 
 def test_load_time_override_of_settings_wins(trained_cnn, tmp_path):
     trained_cnn.to_disk(tmp_path / "m")
-    nlp = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold_offset": 100.0}}})
-    assert nlp.get_pipe("binder_ner").threshold_offset == 100.0
+    nlp = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 1.0}}})
+    assert nlp.get_pipe("binder_ner").threshold == 1.0
     assert nlp.get_pipe("binder_ner").decision == "span"
     assert len(nlp("the University of Paris hired Anna Berg").spans["sc"]) == 0
     with pytest.raises(ValueError, match="at most 4"):
@@ -263,7 +264,7 @@ def test_add_label_after_training(tiny_bert_path, trained_cnn):
     assert binder.add_label("DATE", description="A calendar date or a month.") == 1
     assert binder.add_label("DATE") == 0
     assert binder.descriptions["DATE"] == "A calendar date or a month."
-    binder.threshold_offset = -50.0
+    binder.threshold = 0.0
     doc = nlp("Anna Berg left in May")
     assert "DATE" in {s.label_ for s in doc.spans["sc"]}  # scored zero-shot from its description
 

@@ -1,4 +1,6 @@
 """Candidate enumeration, gold alignment and decoding."""
+import warnings
+
 import numpy
 import pytest
 import spacy
@@ -149,15 +151,43 @@ def sigmoid(x):
     return 1.0 / (1.0 + numpy.exp(-x))
 
 
-def test_span_decision_uses_span_anchor_and_offset():
+def test_span_decision_uses_span_anchor_and_threshold():
     batch = enumerate_candidates([make_doc(3)], 2)  # (0,0) (0,1) (1,1) (1,2) (2,2)
-    # start/end scores far below their anchors: the "span" rule ignores them
+    # start/end scores far below their anchors: the "span" rule ignores them;
+    # span margins over the span anchor 2: -1, +1, -1.5, +0.5, -3
     scores = binder_scores([-9, -9, -9], [-9, -9, -9], [1.0, 3.0, 0.5, 2.5, -1.0], [0, 0, 2.0])
-    decoded = decode_spans(batch, scores, 0.0, "span")
+    decoded = decode_spans(batch, scores, threshold=0.5, decision="span")
     assert [(s, e, t) for s, e, t, _ in decoded[0]] == [(0, 2, 0), (1, 3, 0)]
     assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0), sigmoid(0.5)])
-    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, 0.7, "span")[0]] == [(0, 2)]
-    assert len(decode_spans(batch, scores, -5.0, "span")[0]) == 5
+    # sigmoid(0.5) = 0.62 < 0.7 < sigmoid(1) = 0.73
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, threshold=0.7)[0]] == [(0, 2)]
+    # sigmoid(-3) = 0.047 > 0.01: every candidate
+    assert len(decode_spans(batch, scores, threshold=0.01)[0]) == 5
+
+
+@pytest.mark.parametrize("decision", ["span", "joint"])
+def test_threshold_ends_keep_every_candidate_or_none(decision):
+    """threshold 0 keeps every candidate, however sure the model is that it
+    is no entity (a margin of -80 has a probability of 1.8e-35, above 0);
+    threshold 1 keeps none, even at a margin of +80 (a probability that
+    rounds to 1, not above it). No warning from log(0)."""
+    batch = enumerate_candidates([make_doc(3)], 2)
+    level = [80.0, -80.0, 0.0]
+    scores = binder_scores(level, level, [80.0, -80.0, 0.0, 80.0, -80.0], [0, 0, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        everything = decode_spans(batch, scores, threshold=0.0, decision=decision)[0]
+        nothing = decode_spans(batch, scores, threshold=1.0, decision=decision)[0]
+    assert [(s, e) for s, e, _, _ in everything] == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+    assert nothing == []
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
+def test_decode_rejects_a_threshold_that_is_no_probability(threshold):
+    batch = enumerate_candidates([make_doc(2)], 1)
+    scores = binder_scores([0, 0], [0, 0], [0, 0], [0, 0, 0])
+    with pytest.raises(ValueError, match=r"threshold must be a probability in \[0, 1\]"):
+        decode_spans(batch, scores, threshold=threshold)
 
 
 @pytest.mark.parametrize("decision", ["span", "joint"])
@@ -167,7 +197,7 @@ def test_no_entity_starts_or_ends_on_whitespace(decision):
     doc = Doc(spacy.blank("en").vocab, words=["Anna", "\n", "Berg"], spaces=[False, False, False])
     batch = enumerate_candidates([doc], 3)  # (0,0) (0,1) (0,2) (1,1) (1,2) (2,2)
     scores = binder_scores([9] * 3, [9] * 3, [9.0] * 6, [0, 0, 0])
-    decoded = decode_spans(batch, scores, 0.0, decision)[0]
+    decoded = decode_spans(batch, scores, decision=decision)[0]
     assert [(s, e) for s, e, _, _ in decoded] == [(0, 1), (0, 3), (2, 3)]
 
 
@@ -197,14 +227,13 @@ def test_joint_decision_needs_believable_boundaries():
         (0, 2): (sigmoid(3.0) * sigmoid(4.0) * sigmoid(-1.0)) ** (1 / 3),
         (2, 3): (sigmoid(-1.0) * sigmoid(0.0) * sigmoid(4.0)) ** (1 / 3),
     }
-    decoded = decode_spans(batch, scores, 0.0, "joint")[0]
+    decoded = decode_spans(batch, scores, decision="joint")[0]
     assert {(s, e): score for s, e, _, score in decoded} == pytest.approx(expected)
     assert all(score > 0.5 for *_, score in decoded)
-    # the offset is a logit: a span is kept when its score > sigmoid(offset)
-    offset = numpy.log(0.55 / 0.45)
-    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, offset, "joint")[0]] == [(0, 2)]
+    # the threshold is a probability: at 0.55, (2,2) and its 0.52 are out
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, threshold=0.55, decision="joint")[0]] == [(0, 2)]
     # span-level scores alone would keep (0,1) and (1,2) instead
-    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, 0.0, "span")[0]] == [(0, 2), (1, 3)]
+    assert [(s, e) for s, e, _, _ in decode_spans(batch, scores, decision="span")[0]] == [(0, 2), (1, 3)]
 
 
 def test_joint_decision_reads_each_segment_anchor():
@@ -214,7 +243,7 @@ def test_joint_decision_reads_each_segment_anchor():
     level = numpy.full((n, 1), 2.0, dtype="float32")
     # same scores everywhere; segment 0's anchors are below them, segment 1's above
     anchor = numpy.array([[[1.0], [1.0], [1.0]], [[3.0], [3.0], [3.0]]], dtype="float32")
-    decoded = decode_spans(batch, BinderScores(level, level, level, anchor), 0.0, "joint")
+    decoded = decode_spans(batch, BinderScores(level, level, level, anchor), decision="joint")
     assert [(s, e) for s, e, _, _ in decoded[0]] == [(0, 1), (1, 2)]
     assert [score for *_, score in decoded[0]] == pytest.approx([sigmoid(1.0)] * 2)
 
@@ -229,16 +258,16 @@ def test_decode_copies_only_the_scores_its_rule_reads():
             copied.append(next(name for name, a in scores._asdict().items() if a is array))
             return numpy.asarray(array)
 
-        decoded = decode_spans(batch, scores, 0.0, decision, to_numpy=to_numpy)
+        decoded = decode_spans(batch, scores, decision=decision, to_numpy=to_numpy)
         assert set(copied) == read and len(copied) == len(read)
-        assert decoded == decode_spans(batch, scores, 0.0, decision)
+        assert decoded == decode_spans(batch, scores, decision=decision)
 
 
 def test_decode_rejects_unknown_decision():
     batch = enumerate_candidates([make_doc(2)], 1)
     scores = binder_scores([0, 0], [0, 0], [0, 0], [0, 0, 0])
     with pytest.raises(ValueError, match="decision must be one of 'span', 'joint'"):
-        decode_spans(batch, scores, 0.0, "mean")
+        decode_spans(batch, scores, decision="mean")
 
 
 def test_greedy_flat_keeps_best_of_overlapping_pairs():
