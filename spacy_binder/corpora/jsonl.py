@@ -3,7 +3,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
-from .core import FormatError
+from .core import FormatError, SpanTuple
 
 
 def read_records(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
@@ -39,6 +39,19 @@ def get_label(mention: Dict[str, Any], key: str, path: Path, line_no: int) -> st
     if not label.strip():
         raise FormatError(path, line_no, f"mention field {key!r} must be a non-blank label, got {label!r}")
     return label
+
+
+def get_mention(mention: Any, fields: Tuple[str, str, str], path: Path, line_no: int) -> SpanTuple:
+    """(start, end, label) of a mention: an object with the `fields` (start,
+    end, label), or a list [start, end, label]; else FormatError."""
+    if isinstance(mention, list) and len(mention) == 3:
+        mention = dict(zip(fields, mention))
+    if not isinstance(mention, dict):
+        raise FormatError(path, line_no, f"a mention must be an object or [start, end, label], got {mention!r}")
+    start_field, end_field, label_field = fields
+    start = get_field(mention, start_field, int, path, line_no, "mention")
+    end = get_field(mention, end_field, int, path, line_no, "mention")
+    return start, end, get_label(mention, label_field, path, line_no)
 
 
 def check_offsets(start: int, end: int, length: int, path: Path, line_no: int, unit: str) -> None:

@@ -12,8 +12,8 @@ from typing import List, Tuple, Union
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .core import FormatError, ReadStats, SpanTuple, corpus_files, doc_from_char_spans
-from .jsonl import check_offsets, get_field, get_label, read_records
+from .core import ReadStats, SpanTuple, corpus_files, doc_from_char_spans
+from .jsonl import check_offsets, get_field, get_mention, read_records
 
 
 def read_spans_jsonl(
@@ -61,16 +61,9 @@ def read_spans_jsonl(
             text = get_field(record, text_field, str, file_path, line_no)
             spans: List[SpanTuple] = []
             for mention in get_field(record, spans_field, list, file_path, line_no):
-                if isinstance(mention, list) and len(mention) == 3:
-                    mention = dict(zip((start_field, end_field, label_field), mention))
-                if not isinstance(mention, dict):
-                    raise FormatError(
-                        file_path, line_no, f"a mention must be an object or [start, end, label], got {mention!r}"
-                    )
-                start = get_field(mention, start_field, int, file_path, line_no, "mention")
-                end = get_field(mention, end_field, int, file_path, line_no, "mention")
+                start, end, label = get_mention(mention, (start_field, end_field, label_field), file_path, line_no)
                 check_offsets(start, end, len(text), file_path, line_no, "characters, end exclusive")
-                spans.append((start, end, get_label(mention, label_field, file_path, line_no)))
+                spans.append((start, end, label))
             if not text.strip() and not spans:
                 stats.skipped["empty_record"] += 1
                 continue

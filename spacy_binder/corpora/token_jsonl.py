@@ -1,7 +1,8 @@
 """Token-level JSON lines with nested mentions, as nested-NER repositories
 ship them: `{"tokens": [...], "entity_mentions": [{"start": 0, "end": 2,
 "type": "PER"}]}`, one record per line, `end` exclusive (or inclusive, by
-option). The field names are options (`entities`, `label`, `entity_type`...).
+option). The field names are options (`entities`, `label`, `entity_type`...);
+a mention may also be a list `[start, end, label]`.
 """
 from pathlib import Path
 from typing import List, Tuple, Union
@@ -10,7 +11,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from .core import FormatError, ReadStats, SpanTuple, corpus_files, doc_from_words, set_gold
-from .jsonl import check_offsets, get_field, get_label, read_records
+from .jsonl import check_offsets, get_field, get_mention, read_records
 
 
 def read_token_jsonl(
@@ -62,13 +63,9 @@ def read_token_jsonl(
                 continue
             spans: List[SpanTuple] = []
             for mention in mentions:
-                if not isinstance(mention, dict):
-                    raise FormatError(file_path, line_no, f"a mention must be an object, got {mention!r}")
-                start = get_field(mention, start_field, int, file_path, line_no, "mention")
-                end = get_field(mention, end_field, int, file_path, line_no, "mention") + end_inclusive
-                label = get_label(mention, label_field, file_path, line_no)
-                check_offsets(start, end, len(words), file_path, line_no, "tokens, end exclusive")
-                spans.append((start, end, label))
+                start, end, label = get_mention(mention, (start_field, end_field, label_field), file_path, line_no)
+                check_offsets(start, end + end_inclusive, len(words), file_path, line_no, "tokens, end exclusive")
+                spans.append((start, end + end_inclusive, label))
             starts = [True] + [False] * (len(words) - 1) if sentence_starts else None
             docs.append(set_gold(doc_from_words(vocab, words, starts), spans, spans_key, stats))
             stats.documents += 1
