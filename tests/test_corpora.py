@@ -185,7 +185,7 @@ def test_bioes_and_bilou_cyrillic(tmp_path):
 
 
 def test_iob_folder_reads_files_sorted(tmp_path):
-    write(tmp_path, "b/second.tsv", "Oslo B-LOC\n")
+    write(tmp_path, "b/second.tsv", "\ufeffOslo B-LOC\n")  # a byte-order mark
     write(tmp_path, "a.tsv", "Anna B-PER\n")
     write(tmp_path, ".hidden.tsv", "x B-X\n")
     docs, stats = read_iob(tmp_path, spacy.blank("en").vocab, pattern="*.tsv")
@@ -295,14 +295,16 @@ GREEK = "Ο Γιάννης ζει στην Αθήνα."
      ({}, {"misaligned": 1}, {})),
     ("expand", ["Ο", "Γιάννης", "ζει", "στην", "Αθήνα", "."], [(1, 2, "PER"), (4, 5, "LOC")],
      ({"expanded": 1}, {"duplicate": 1}, {})),
-    ("split", ["Ο", "Γιάννης", "ζει", "στην", "Αθ", "ήνα", "."], [(1, 2, "PER"), (4, 5, "LOC"), (4, 6, "LOC")],
+    ("split", ["Ο", "Γιάννης", "ζει", "στην", "Αθ", "ήνα", "."],
+     [(1, 2, "PER"), (4, 5, "LOC"), (4, 6, "LOC")],
      ({"token_split": 1}, {}, {})),
 ])
 def test_brat_greek_misaligned_rules(tmp_path, misaligned, words, spans, expected_counts):
     john, athens = GREEK.index("Γιάννης"), GREEK.index("Αθήνα")
     write(tmp_path, "el.txt", GREEK)
     write(tmp_path, "el.ann", f"T1\tPER {john} {john + len('Γιάννης')}\tΓιάννης\n"
-                              f"T2\tLOC {athens} {athens + len('Αθήνα')}\tΑθήνα\nT3\tLOC {athens} {athens + 2}\tΑθ\n")
+                              f"T2\tLOC {athens} {athens + len('Αθήνα')}\tΑθήνα\n"
+                              f"T3\tLOC {athens} {athens + 2}\tΑθ\n")
     (doc,), stats = read_brat(tmp_path / "el.ann", spacy.blank("el"), misaligned=misaligned)
     assert (words_of(doc), spans_of(doc)) == (words, spans)
     assert counts(stats) == expected_counts
@@ -416,7 +418,7 @@ def test_registered_readers_give_examples(tmp_path):
         assert [eg.reference.text for eg in limited(nlp)] == [examples[0].reference.text], fmt
 
 
-def test_reader_gold_preproc_and_max_length(tmp_path):
+def test_reader_gold_preproc_max_length_and_augmenter(tmp_path):
     path = write(tmp_path, "tiny.conll", CONLL)
     block = {"@readers": "spacy-binder.IOBCorpus.v1", "path": str(path), "tag_columns": [3], "scheme": "iob1"}
     nlp = spacy.blank("en")
@@ -428,6 +430,12 @@ def test_reader_gold_preproc_and_max_length(tmp_path):
     examples = list(gold(nlp))
     assert [words_of(eg.predicted) for eg in examples] == [words_of(eg.reference) for eg in examples]
     assert [len(eg.reference) for eg in examples] == [4, 2, 5]  # one example per sentence
+    lower_case = {"@augmenters": "spacy.lower_case.v1", "level": 1.0}
+    examples = list(registry.resolve(Config({"c": {**block, "augmenter": lower_case}}))["c"](nlp))
+    assert [eg.reference.text for eg in examples] == [
+        "eu rejects german call peter blackburn", "brussels anna berg jonas lie"]
+    assert [spans_of(eg.reference) for eg in examples] == [
+        [(0, 1, "ORG"), (2, 3, "MISC"), (4, 6, "PER")], [(0, 1, "LOC"), (1, 3, "PER"), (3, 5, "PER")]]
 
 
 # --- spacy train from the files -------------------------------------------------

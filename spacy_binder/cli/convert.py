@@ -32,7 +32,9 @@ def convert_cli(
     comment_prefix: Optional[str] = typer.Option(None, help="iob: lines starting with it are skipped"),
     docstart: Optional[str] = typer.Option(None, help="iob: first field of document-start lines"),
     one_doc_per_sentence: bool = typer.Option(False, "--one-doc-per-sentence", help="iob: one Doc per sentence"),
-    no_sentence_starts: bool = typer.Option(False, "--no-sentence-starts", help="iob, token-jsonl: leave sentence starts unset"),
+    no_sentence_starts: bool = typer.Option(
+        False, "--no-sentence-starts", help="iob, token-jsonl: leave sentence starts unset"
+    ),
     tokens_field: Optional[str] = typer.Option(None, help="token-jsonl: field of the tokens"),
     mentions_field: Optional[str] = typer.Option(None, help="token-jsonl: field of the mentions"),
     text_field: Optional[str] = typer.Option(None, help="spans-jsonl: field of the text"),

@@ -91,7 +91,8 @@ def _text_bound(path: Path, line_no: int, line: str, text: str, stats: ReadStats
     except ValueError:
         fragments = []
     if len(fields) not in (2, 3) or not label or not fragments or any(len(f) != 2 for f in fragments):
-        raise FormatError(path, line_no, f"expected 'T<id><TAB><label> <start> <end>[;<start> <end>]...<TAB><text>', got {line!r}")
+        expected = "'T<id><TAB><label> <start> <end>[;<start> <end>]...<TAB><text>'"
+        raise FormatError(path, line_no, f"expected {expected}, got {line!r}")
     for start, end in fragments:
         if not 0 <= start < end <= len(text):
             raise FormatError(path, line_no, f"offsets ({start}, {end}) outside the text (length {len(text)})")

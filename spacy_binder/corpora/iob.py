@@ -162,7 +162,7 @@ def _read_file(
             for column in tags:
                 column.clear()
 
-    with path.open(encoding="utf8") as file_:
+    with path.open(encoding="utf-8-sig") as file_:  # a leading BOM is not part of the first token
         for line_no, line in enumerate(file_, start=1):
             line = line.rstrip("\r\n")
             if not line.strip():

@@ -9,7 +9,7 @@ from .core import FormatError, SpanTuple
 def read_records(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
     """Yield (line number, object) for each non-blank line of a JSONL file.
     Raises FormatError for a line that is not a JSON object."""
-    with path.open(encoding="utf8") as file_:
+    with path.open(encoding="utf-8-sig") as file_:  # a leading BOM is not JSON
         for line_no, line in enumerate(file_, start=1):
             if not line.strip():
                 continue

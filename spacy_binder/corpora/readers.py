@@ -73,7 +73,8 @@ def make_reader(read: Callable, takes_nlp: bool) -> Callable[..., GoldCorpus]:
         *format_options,
         *(inspect.Parameter(name, keyword, default=default, annotation=kind) for name, kind, default in CORPUS_OPTIONS),
     ]
-    create_reader.__signature__ = inspect.Signature(parameters, return_annotation=GoldCorpus)  # type: ignore[attr-defined]
+    signature = inspect.Signature(parameters, return_annotation=GoldCorpus)
+    create_reader.__signature__ = signature  # type: ignore[attr-defined]
     create_reader.__annotations__ = {**{p.name: p.annotation for p in parameters}, "return": GoldCorpus}
     create_reader.__name__ = create_reader.__qualname__ = f"create_{read.__name__[len('read_'):]}_reader"
     create_reader.__doc__ = f"A spaCy corpus of the files {read.__name__} reads (see its docstring)."
