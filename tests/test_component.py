@@ -22,7 +22,6 @@ def trained_cnn():
 
 def test_add_pipe_defaults():
     nlp = spacy.blank("en")
-    nlp.add_pipe("transformer")
     binder = nlp.add_pipe("binder_ner")
     assert isinstance(binder, BinderNER)
     cfg = nlp.config["components"]["binder_ner"]
@@ -30,8 +29,11 @@ def test_add_pipe_defaults():
     assert cfg["threshold"] == 0.5 and cfg["threshold_offset"] is None and binder.threshold == 0.5
     assert cfg["set_ents"] and cfg["set_spans"]
     assert cfg["decision"] == "span" and binder.decision == "span"
-    assert cfg["model"]["text_encoder"]["@architectures"] == "spacy-transformers.TransformerListener.v1"
-    assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.DescriptionEncoder.v1"
+    # a model of its own, as spancat's: no transformer component, no model download
+    assert cfg["model"]["text_encoder"]["@architectures"] == "spacy.Tok2Vec.v2"
+    assert cfg["model"]["text_encoder"]["embed"]["@architectures"] == "spacy.MultiHashEmbed.v2"
+    assert cfg["model"]["text_encoder"]["encode"]["@architectures"] == "spacy.MaxoutWindowEncoder.v2"
+    assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.LabelEmbeddingEncoder.v1"
     assert cfg["loss"] == {
         "@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.5, "threshold_weight": 0.5,
         "start_weight": 0.2, "end_weight": 0.2, "span_weight": 0.6,
@@ -41,9 +43,26 @@ def test_add_pipe_defaults():
     assert binder.cfg["unlabeled_weight"] == 1.0 and binder.cfg["ignore_overlapping_negatives"] is False
     weights = nlp.config["training"]["score_weights"]
     assert weights["spans_sc_f"] > 0
-    # the transformer found the listener inside the BINDER model
-    assert "binder_ner" in nlp.get_pipe("transformer").listener_map
     assert binder.labels == ()
+
+
+def test_default_model_learns_nested_spans_without_a_transformer():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("binder_ner")
+    examples = make_examples(nlp, NESTED_DATA)
+    train(nlp, examples, 40)
+    assert nlp.pipe_names == ["binder_ner"]
+    # the training sentences, learned: nested ORG and LOC over "Paris" included
+    assert nlp.evaluate(examples)["spans_sc_f"] == 1.0
+    doc = nlp("the University of Paris hired Anna Berg")
+    assert span_tuples(doc) == [(1, 4, "ORG"), (3, 4, "LOC"), (5, 7, "PER")]
+
+
+def test_transformer_pipeline_listens():
+    """The shipped shape, spelled out in the config (util.transformer_pipeline):
+    the transformer finds the listener inside the BINDER model."""
+    nlp = transformer_pipeline("unused-name")
+    assert "binder_ner" in nlp.get_pipe("transformer").listener_map
 
 
 def test_not_initialized_error():

@@ -148,7 +148,23 @@ def transformer_pipeline(
     else:
         get_spans = {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride}
     nlp.add_pipe("transformer", config={"model": {"name": model_path, "get_spans": get_spans}})
-    config = {"max_span_width": 4, "model": {"projection_size": 32, "width_embedding_size": 16, "dropout": 0.0}}
+    config = {
+        "max_span_width": 4,
+        "model": {
+            "@architectures": "spacy-binder.BinderModel.v1",
+            "projection_size": 32,
+            "width_embedding_size": 16,
+            "dropout": 0.0,
+            "text_encoder": {
+                "@architectures": "spacy-transformers.TransformerListener.v1",
+                "grad_factor": 1.0,
+                "upstream": "*",
+                "pooling": {"@layers": "reduce_mean.v1"},
+            },
+            # name null: the checkpoint of the transformer component
+            "type_encoder": {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None},
+        },
+    }
     config.update(component_config)
     nlp.add_pipe("binder_ner", config=config)
     return nlp

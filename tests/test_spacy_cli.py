@@ -1,0 +1,92 @@
+"""spaCy's own commands on binder_ner: find-threshold, init config then train."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Tuple
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from spacy.util import filter_spans
+
+from util import NESTED_DATA, cnn_pipeline, make_examples, offline_env, train
+
+
+def spacy_cli(*args: str) -> str:
+    """`python -m spacy *args`, offline; its stdout and stderr together."""
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", *args], capture_output=True, text=True, env=offline_env(), timeout=1200
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tmp_path_factory) -> Tuple[Path, Path]:
+    """A CNN pipeline trained on NESTED_DATA, saved, and NESTED_DATA as a
+    .spacy file: (pipeline folder, data file). Its gold is in doc.spans["sc"],
+    and the outermost mentions in doc.ents (what `ents_f` is scored on)."""
+    folder = tmp_path_factory.mktemp("cli")
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, NESTED_DATA)
+    train(nlp, examples, 40)
+    nlp.to_disk(folder / "pipeline")
+    for eg in examples:
+        eg.reference.ents = filter_spans(eg.reference.spans["sc"])
+    DocBin(docs=[eg.reference for eg in examples]).to_disk(folder / "data.spacy")
+    return folder / "pipeline", folder / "data.spacy"
+
+
+def find_threshold(pipeline: Path, data: Path, scores_key: str) -> Tuple[Dict[float, float], float, float]:
+    """Run `spacy find-threshold` on binder_ner's `threshold`: the score it
+    prints for each threshold tried, and the best threshold and score it reports."""
+    output = spacy_cli("find-threshold", str(pipeline), str(data), "binder_ner", "threshold", scores_key)
+    rows = {float(t): float(s) for t, s in re.findall(r"^(\d\.\d+)\s+(\d+(?:\.\d+)?)\s*$", output, flags=re.M)}
+    best = re.search(rf"Best threshold: ([\d.]+) with {scores_key} value of (\d+(?:\.\d+)?(?:e-?\d+)?)\.$", output, flags=re.M)
+    assert best is not None, output[-2000:]
+    return rows, float(best.group(1)), float(best.group(2))
+
+
+@pytest.mark.parametrize("scores_key", ["spans_sc_f", "ents_f"])
+def test_find_threshold_searches_binder_threshold(saved_pipeline, scores_key):
+    rows, best, best_score = find_threshold(*saved_pipeline, scores_key)
+    # the 11 thresholds spaCy tries, 0 and 1 included
+    assert sorted(rows) == pytest.approx([i / 10 for i in range(11)])
+    assert len(set(rows.values())) > 1  # the threshold reached the predictions
+    # at 1 nothing is predicted; the reported best is the best row
+    assert rows[1.0] == 0.0
+    assert rows[best] == max(rows.values()) and round(best_score, 3) == rows[best]
+    if scores_key == "spans_sc_f":
+        # at 0 every candidate of every label is predicted: 88 spans of <= 4
+        # tokens in the four sentences (7, 7, 9 and 5 tokens), times 3 labels;
+        # the 9 gold spans are among them, so P = 9/264, R = 1, F = 18/273
+        assert rows[0.0] == round(18 / 273, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang", ["en", "de"])
+def test_init_config_trains_as_written(tmp_path, lang):
+    """`spacy init config -p binder_ner` writes a config that `spacy train`
+    trains: the factory's default model needs no transformer component."""
+    corpus = tmp_path / "corpus"
+    subprocess.run(
+        [sys.executable, "-m", "spacy_binder.toy_corpus", str(corpus), "--n-train", "60", "--n-dev", "20", "--n-test", "1"],
+        check=True, capture_output=True, env=offline_env(),
+    )
+    config = tmp_path / "config.cfg"
+    spacy_cli("init", "config", "-p", "binder_ner", "--lang", lang, str(config))
+    written = spacy.util.load_config(config)
+    assert written["nlp"]["pipeline"] == ["binder_ner"] and written["nlp"]["lang"] == lang
+    spacy_cli(
+        "train", str(config), "--output", str(tmp_path / "out"),
+        "--paths.train", str(corpus / "train.spacy"), "--paths.dev", str(corpus / "dev.spacy"),
+        "--training.max_steps", "40", "--training.eval_frequency", "20",
+    )
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert nlp.lang == lang and nlp.pipe_names == ["binder_ner"]
+    assert set(nlp.get_pipe("binder_ner").labels) == {"PER", "ORG", "LOC", "DATE"}
+    dev_docs = list(DocBin().from_disk(corpus / "dev.spacy").get_docs(nlp.vocab))
+    predicted = [span.label_ for doc in nlp.pipe(doc.text for doc in dev_docs) for span in doc.spans["sc"]]
+    assert predicted and set(predicted) <= {"PER", "ORG", "LOC", "DATE"}
