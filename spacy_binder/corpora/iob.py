@@ -6,8 +6,8 @@ One token per line, whitespace-only lines between sentences, any number of
 tag columns, each its own nesting level (all decoded mentions go to
 `doc.spans`). A line whose first (or token) field is `-DOCSTART-` starts a new
 document wherever it appears: a file with such lines gives one Doc per
-document (sentence starts set) or, by option, one per sentence; a file with
-none gives one Doc per sentence. Sentence starts are set (by default).
+document or, by option, one per sentence; a file with none gives one Doc per
+sentence. Each Doc's sentence starts are the file's, unless switched off.
 """
 from collections import Counter
 from pathlib import Path
