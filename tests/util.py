@@ -114,22 +114,27 @@ def make_examples(
     return examples
 
 
-def cnn_pipeline(**component_config) -> Language:
-    """A blank pipeline with binder_ner over an inline CNN and label embeddings."""
-    nlp = spacy.blank("en")
-    config = {
+def small_binder_config(text_encoder: dict, type_encoder: dict) -> dict:
+    """binder_ner's config in the test pipelines: a small head over the
+    given encoders, spans of at most 4 tokens."""
+    return {
         "max_span_width": 4,
         "model": {
             "@architectures": "spacy-binder.BinderModel.v1",
             "projection_size": 32,
             "width_embedding_size": 16,
             "dropout": 0.0,
-            "text_encoder": CNN_TEXT_ENCODER,
-            "type_encoder": {"@architectures": "spacy-binder.LabelEmbeddingEncoder.v1", "width": 32},
+            "text_encoder": text_encoder,
+            "type_encoder": type_encoder,
         },
     }
-    config.update(component_config)
-    nlp.add_pipe("binder_ner", config=config)
+
+
+def cnn_pipeline(**component_config) -> Language:
+    """A blank pipeline with binder_ner over an inline CNN and label embeddings."""
+    nlp = spacy.blank("en")
+    label_embedding = {"@architectures": "spacy-binder.LabelEmbeddingEncoder.v1", "width": 32}
+    nlp.add_pipe("binder_ner", config={**small_binder_config(CNN_TEXT_ENCODER, label_embedding), **component_config})
     return nlp
 
 
@@ -148,25 +153,15 @@ def transformer_pipeline(
     else:
         get_spans = {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride}
     nlp.add_pipe("transformer", config={"model": {"name": model_path, "get_spans": get_spans}})
-    config = {
-        "max_span_width": 4,
-        "model": {
-            "@architectures": "spacy-binder.BinderModel.v1",
-            "projection_size": 32,
-            "width_embedding_size": 16,
-            "dropout": 0.0,
-            "text_encoder": {
-                "@architectures": "spacy-transformers.TransformerListener.v1",
-                "grad_factor": 1.0,
-                "upstream": "*",
-                "pooling": {"@layers": "reduce_mean.v1"},
-            },
-            # name null: the checkpoint of the transformer component
-            "type_encoder": {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None},
-        },
+    listener = {
+        "@architectures": "spacy-transformers.TransformerListener.v1",
+        "grad_factor": 1.0,
+        "upstream": "*",
+        "pooling": {"@layers": "reduce_mean.v1"},
     }
-    config.update(component_config)
-    nlp.add_pipe("binder_ner", config=config)
+    # name null: the checkpoint of the transformer component
+    description_encoder = {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None}
+    nlp.add_pipe("binder_ner", config={**small_binder_config(listener, description_encoder), **component_config})
     return nlp
 
 
