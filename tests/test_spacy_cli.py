@@ -1,16 +1,21 @@
-"""spaCy's own commands on binder_ner: find-threshold, init config then train."""
+"""spaCy's own commands on binder_ner: find-threshold, init config then
+train, benchmark speed, evaluate; and the span view with scores."""
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 import spacy
+from spacy import displacy
 from spacy.tokens import DocBin
 from spacy.util import filter_spans
 
-from util import NESTED_DATA, cnn_pipeline, make_examples, offline_env, train
+from spacy_binder.display import span_view_with_scores
+from util import NESTED_DATA, cnn_pipeline, load_script, make_examples, offline_env, train
+
+NESTED_TEXT = "the University of Paris hired Anna Berg"
 
 
 def spacy_cli(*args: str) -> str:
@@ -90,3 +95,65 @@ def test_init_config_trains_as_written(tmp_path, lang):
     dev_docs = list(DocBin().from_disk(corpus / "dev.spacy").get_docs(nlp.vocab))
     predicted = [span.label_ for doc in nlp.pipe(doc.text for doc in dev_docs) for span in doc.spans["sc"]]
     assert predicted and set(predicted) <= {"PER", "ORG", "LOC", "DATE"}
+
+
+def test_benchmark_speed(saved_pipeline):
+    output = spacy_cli("benchmark", "speed", *map(str, saved_pipeline), "--batch-size", "4", "--batches", "30", "--warmup", "1")
+    speed = re.search(r"Mean: ([\d.]+) words/s", output)
+    assert speed is not None and float(speed.group(1)) > 0, output[-2000:]
+
+
+def test_evaluate_prints_span_scores_but_spacy_renders_no_span_view(saved_pipeline, tmp_path):
+    """`spacy evaluate` scores binder_ner, per label too. Its --displacy-path
+    renders the span view only for components of spaCy's `spancat` factory
+    (entities for `ner`, parses for `parser`; spacy/cli/evaluate.py), so for
+    binder_ner it writes nothing: project/scripts/visualize.py and
+    `span_view_with_scores` are the way to see the predictions. If this
+    fails, spaCy renders binder_ner now: say so in the docs."""
+    pipeline, data = saved_pipeline
+    displacy_dir = tmp_path / "displacy"
+    displacy_dir.mkdir()
+    output = spacy_cli("evaluate", str(pipeline), str(data), "--displacy-path", str(displacy_dir), "--spans-key", "sc")
+    assert "SPANS (per type)" in output and "NER (per type)" in output
+    per_type = output[output.index("SPANS (per type)"):]
+    for label in ("PER", "ORG", "LOC"):
+        assert re.search(rf"^\s*{label}\s+\d", per_type, flags=re.M), label
+    assert list(displacy_dir.iterdir()) == []
+
+
+def test_span_view_shows_each_score_after_its_label(saved_pipeline):
+    nlp = spacy.load(saved_pipeline[0])
+    doc = nlp(NESTED_TEXT)
+    group = doc.spans["sc"]
+    scores = group.attrs["scores"]
+    assert len(group) > 0
+    data = span_view_with_scores(doc, digits=3)
+    assert [(s["start_token"], s["end_token"], s["label"]) for s in data["spans"]] == [
+        (span.start, span.end, span.label_) for span in group
+    ]
+    assert [s["kb_id"] for s in data["spans"]] == [f"{score:.3f}" for score in scores]
+    # the label stays bare, so the colors keyed by it still apply
+    html = displacy.render(data, style="span", manual=True, options={"colors": {"ORG": "#123456"}})
+    for span, score in zip(group, scores):
+        assert re.search(rf"{span.label_}\s*<a [^>]*>{score:.3f}</a>", html), (span.label_, score)
+    assert ("#123456" in html) == ("ORG" in {span.label_ for span in group})
+
+
+def test_span_view_of_gold_keeps_bare_labels():
+    nlp = cnn_pipeline()
+    reference = make_examples(nlp, NESTED_DATA[:1])[0].reference
+    data = span_view_with_scores(reference)
+    assert [(s["label"], s["kb_id"]) for s in data["spans"]] == [("ORG", ""), ("LOC", ""), ("PER", "")]
+
+
+def test_visualize_script_shows_predicted_scores(saved_pipeline):
+    visualize = load_script("visualize.py")
+    nlp = spacy.load(saved_pipeline[0])
+    gold = list(DocBin().from_disk(saved_pipeline[1]).get_docs(nlp.vocab))[:1]
+    html = visualize.render_gold_and_predicted(nlp, gold)
+    predicted = nlp(gold[0].text)
+    shown_scores: List[str] = re.findall(r"<a [^>]*>([\d.]+)</a>", html)
+    # gold spans have no score; each predicted span shows its own (in the
+    # view's order: by start, longer spans first)
+    assert sorted(shown_scores) == sorted(f"{score:.2f}" for score in predicted.spans["sc"].attrs["scores"])
+    assert "gold (3 spans)" in html

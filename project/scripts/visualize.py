@@ -1,6 +1,6 @@
 """Render the first N test docs with displaCy's span view: the gold mentions,
 then the trained pipeline's predictions on the doc's text (nested spans in
-`doc.spans[spans_key]`), to one HTML page.
+`doc.spans[spans_key]`, each with its score after its label), to one HTML page.
 """
 import warnings
 from pathlib import Path
@@ -11,6 +11,8 @@ import typer
 from spacy import displacy
 from spacy.tokens import Doc, DocBin
 from wasabi import msg
+
+from spacy_binder.display import span_view_with_scores
 
 PALETTE = ["#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#ff8197", "#e4e7d2"]
 
@@ -27,7 +29,8 @@ def label_colors(labels: Iterable[str]) -> Dict[str, str]:
 def render_gold_and_predicted(
     nlp: spacy.Language, gold_docs: List[Doc], spans_key: str = "sc"
 ) -> str:
-    """Run `nlp` on the text of each gold doc and render both in span view.
+    """Run `nlp` on the text of each gold doc and render both in span view,
+    the predictions with their scores.
 
     nlp (Language): The trained pipeline.
     gold_docs (List[Doc]): Docs with gold spans in `doc.spans[spans_key]`.
@@ -44,7 +47,8 @@ def render_gold_and_predicted(
     options = {"spans_key": spans_key, "colors": label_colors(labels)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # W117: a doc without spans
-        return displacy.render(shown, style="span", options=options, page=True, jupyter=False)
+        views = [span_view_with_scores(doc, spans_key) for doc in shown]
+    return displacy.render(views, style="span", options=options, page=True, jupyter=False, manual=True)
 
 
 def main(
