@@ -576,6 +576,16 @@ class BinderNER(TrainablePipe):
         for label in all_labels:
             if not isinstance(label, str) or not label:
                 raise ValueError(f"binder_ner labels must be non-empty strings, got {label!r}.")
+        if descriptions is not None and not self._type_encoder_reads_descriptions():
+            # the factory's default type encoder is a label embedding: say so
+            # rather than drop the descriptions without a word
+            warnings.warn(
+                "[binder_ner] Type descriptions were given, but the type encoder "
+                "(spacy-binder.LabelEmbeddingEncoder.v1, the factory's default) learns "
+                "one vector per label and does not read them. To use them, set "
+                "[components.binder_ner.model.type_encoder] to "
+                "spacy-binder.DescriptionEncoder.v1 with a transformer (see configs/)."
+            )
         if descriptions is None:  # keep those given to add_label()
             descriptions = {
                 label: text

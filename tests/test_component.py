@@ -165,6 +165,16 @@ def test_descriptions_dict_file_and_errors(tmp_path):
         binder.initialize(lambda: examples, nlp=nlp, descriptions=str(tmp_path / "nope.json"))
 
 
+def test_descriptions_for_a_label_embedding_warn_that_they_are_unused():
+    nlp = cnn_pipeline()
+    examples = make_examples(nlp, NESTED_DATA)
+    with pytest.warns(UserWarning, match="does not read them"):
+        nlp.get_pipe("binder_ner").initialize(lambda: examples, nlp=nlp, descriptions=DESCRIPTIONS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nlp.get_pipe("binder_ner").initialize(lambda: examples, nlp=nlp)
+
+
 def test_missing_descriptions_warn_for_description_encoder(tiny_bert_path):
     nlp = transformer_pipeline(tiny_bert_path)
     examples = make_examples(nlp, NESTED_DATA)
