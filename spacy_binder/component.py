@@ -228,7 +228,10 @@ def make_binder_ner(
 # that spaCy's find-threshold searches in [0, 1]. Old configs and saved
 # pipelines still load with a warning, as the same decision: a span scored
 # above sigmoid(offset) was kept. An error would stop every pipeline trained
-# so far from loading, for a setting that converts exactly.
+# so far from loading, for a setting that converts exactly. Offset 0.0, the
+# old default that every saved config.cfg holds, means the default
+# threshold, so it gives way to a threshold that is set (find-threshold sets
+# one on such pipelines); any other offset next to a threshold is an error.
 def _threshold_from_offset(threshold: float, threshold_offset: Optional[float]) -> float:
     if threshold_offset is None:
         return threshold
@@ -238,6 +241,15 @@ def _threshold_from_offset(threshold: float, threshold_offset: Optional[float]) 
             f"{threshold_offset!r}. Better, remove it and set threshold, a probability in [0, 1]."
         )
     converted = _sigmoid(float(threshold_offset))
+    if threshold_offset == 0.0:
+        shown = f"{threshold:.6g}" if _is_number(threshold) else repr(threshold)
+        warnings.warn(
+            "[binder_ner] threshold_offset is deprecated: remove threshold_offset = "
+            f"{threshold_offset!r} from [components.binder_ner] (threshold = {shown} "
+            "applies). In a saved pipeline, edit its config.cfg.",
+            FutureWarning,
+        )
+        return threshold
     if threshold != DEFAULT_THRESHOLD:
         raise ValueError(
             f"binder_ner has both threshold = {threshold!r} and the deprecated "

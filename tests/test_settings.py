@@ -123,6 +123,12 @@ def test_pipeline_saved_with_threshold_offset_loads(tmp_path):
     # what find-threshold does to it: both set, an error that says what to remove
     with pytest.raises(ValueError, match=r"Remove threshold_offset from \[components.binder_ner\] \(in a saved pipeline, from its config.cfg\)"):
         spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 0.2}}})
+    # with the old default offset 0.0, which every older config.cfg holds, a
+    # threshold that is set applies (find-threshold works on those pipelines)
+    config_file.write_text(config_file.read_text().replace("threshold_offset = 1.0", "threshold_offset = 0.0"))
+    with pytest.warns(FutureWarning, match=r"remove threshold_offset = 0.0 from \[components.binder_ner\] \(threshold = 0.2 applies\)"):
+        loaded = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 0.2}}})
+    assert loaded.get_pipe("binder_ner").threshold == 0.2
 
 
 def test_set_values_and_factory_values_win_over_saved_ones():
