@@ -29,7 +29,7 @@ from .type_encoders import description_encoder_name, set_encoder_name
 DEFAULT_THRESHOLD = 0.5
 
 # The factory's default model trains on its own, as spancat's does: an inline
-# Tok2Vec (spancat's) and one learned vector per label, so a config from
+# Tok2Vec and one learned vector per label, so a config from
 # `spacy init config -p binder_ner` needs no transformer component, no model
 # download and no descriptions, in any language. BINDER's description
 # encoder over a transformer is what the shipped configs in configs/ set.
