@@ -107,8 +107,8 @@ def test_evaluate_prints_span_scores_but_spacy_renders_no_span_view(saved_pipeli
     """`spacy evaluate` scores binder_ner, per label too. Its --displacy-path
     renders the span view only for components of spaCy's `spancat` factory
     (entities for `ner`, parses for `parser`; spacy/cli/evaluate.py), so for
-    binder_ner it writes nothing: project/scripts/visualize.py and
-    `span_view_with_scores` are the way to see the predictions. If this
+    binder_ner it writes nothing: `python -m spacy_binder evaluate` (same
+    options) renders them. If this
     fails, spaCy renders binder_ner now: say so in the docs."""
     pipeline, data = saved_pipeline
     displacy_dir = tmp_path / "displacy"
@@ -119,6 +119,37 @@ def test_evaluate_prints_span_scores_but_spacy_renders_no_span_view(saved_pipeli
     for label in ("PER", "ORG", "LOC"):
         assert re.search(rf"^\s*{label}\s+\d", per_type, flags=re.M), label
     assert list(displacy_dir.iterdir()) == []
+
+
+def test_binder_evaluate_renders_ents_and_scored_spans(saved_pipeline, tmp_path):
+    """`python -m spacy_binder evaluate` prints spaCy's scores and, with
+    --displacy-path, writes what spaCy's command leaves out for binder_ner:
+    entities.html with the predicted doc.ents and spans.html with each
+    predicted span's label and score."""
+    pipeline, data = saved_pipeline
+    displacy_dir = tmp_path / "displacy"
+    displacy_dir.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy_binder", "evaluate", str(pipeline), str(data), "--displacy-path",
+         str(displacy_dir), "--displacy-limit", "2"],
+        capture_output=True, text=True, env=offline_env(), timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SPANS (per type)" in result.stdout
+    assert sorted(path.name for path in displacy_dir.iterdir()) == ["entities.html", "spans.html"]
+    nlp = spacy.load(pipeline)
+    texts = [doc.text for doc in DocBin().from_disk(data).get_docs(nlp.vocab)][:2]
+    predicted = list(nlp.pipe(texts))
+    assert any(doc.ents for doc in predicted) and any(doc.spans["sc"] for doc in predicted)
+    entities = (displacy_dir / "entities.html").read_text(encoding="utf8")
+    spans = (displacy_dir / "spans.html").read_text(encoding="utf8")
+    for doc in predicted:
+        for ent in doc.ents:
+            assert ent.text in entities and ent.label_ in entities
+        for span, score in zip(doc.spans["sc"], doc.spans["sc"].attrs["scores"]):
+            assert span.label_ in spans and f"{float(score):.2f}" in spans
+    # --displacy-limit 2: the third doc ("... the Bank of Rome") is not rendered
+    assert "Rome" not in entities and "Rome" not in spans
 
 
 def test_span_view_shows_each_score_after_its_label(saved_pipeline):
