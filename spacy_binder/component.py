@@ -609,14 +609,17 @@ class BinderNER(TrainablePipe):
         )
         self.cfg["labels"] = all_labels
         self._sync_model()
-        self._resolve_description_encoder_name(nlp)
+        self.resolve_description_encoder_name(nlp)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
         self._sync_model()
         self._warn_unlearnable_gold(get_examples)
         self._check_score_weights(nlp)
 
-    def _resolve_description_encoder_name(self, nlp: Optional[Language]) -> None:
+    def resolve_description_encoder_name(self, nlp: Optional[Language]) -> None:
+        """Give a description encoder with name = null the checkpoint of the
+        pipeline's transformer component, as `initialize` does (the one this
+        component listens to, else the only one); raise if there is none."""
         type_encoder = self.model.get_ref("type_encoder")
         if not type_encoder.has_ref("transformer") or description_encoder_name(type_encoder):
             return

@@ -38,7 +38,7 @@ from .spans import (
     enumerate_candidates,
     get_gold_spans,
 )
-from .type_encoders import description_encoder_name
+from .type_encoders import description_encoder_name, description_piece_limit
 
 # Fewer train mentions than this is little to learn a type from (the
 # threshold `spacy debug data` uses for a new NER or spancat label).
@@ -351,7 +351,7 @@ def _description_report(
         return report
     try:
         # name = null: the checkpoint of the transformer, as initialize resolves it
-        pipe._resolve_description_encoder_name(nlp)
+        pipe.resolve_description_encoder_name(nlp)
         report.encoder_name = description_encoder_name(type_encoder)
         tokenizer, max_pieces = _encoder_tokenizer(type_encoder.get_ref("transformer"))
     except (OSError, ValueError) as error:
@@ -375,9 +375,7 @@ def _encoder_tokenizer(transformer: Model) -> Tuple[Any, int]:
     name = transformer.attrs["name"]
     tokenizer = AutoTokenizer.from_pretrained(name, **dict(transformer._init_tokenizer_config))
     hf_config = AutoConfig.from_pretrained(name, **dict(transformer._init_transformer_config))
-    # tokenizers saved without a model_max_length report a huge number
-    max_pieces = min(tokenizer.model_max_length, getattr(hf_config, "max_position_embeddings", 10**9))
-    return tokenizer, int(max_pieces)
+    return tokenizer, description_piece_limit(tokenizer, hf_config)
 
 
 def length_percentile(lengths: Counter, percent: float) -> int:

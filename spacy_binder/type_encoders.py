@@ -4,7 +4,7 @@ The input is the list of type descriptions in label order. The description
 encoder reads them with a transformer of its own; the label embedding
 ignores their text and learns one vector per position (label).
 """
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 from spacy.tokens import Doc
@@ -80,16 +80,19 @@ def _descriptions_to_docs(model: Model, descriptions: List[str]) -> List[Doc]:
     return docs
 
 
+def description_piece_limit(tokenizer: Any, hf_config: Any) -> int:
+    """The most word pieces a description encoder reads: its tokenizer's
+    model_max_length, capped by the model's position embeddings (tokenizers
+    saved without a model_max_length report a huge number)."""
+    return int(min(tokenizer.model_max_length, getattr(hf_config, "max_position_embeddings", 10**9)))
+
+
 def check_description_lengths(model: Model, descriptions: List[str]) -> None:
     """Raise if a description would be truncated by the transformer."""
     checked = model.attrs["checked_descriptions"]
     transformer = model.get_ref("transformer")
     tokenizer = transformer.tokenizer
-    # tokenizers saved without a model_max_length report a huge number
-    limit = min(
-        tokenizer.model_max_length,
-        getattr(transformer.transformer.config, "max_position_embeddings", 10**9),
-    )
+    limit = description_piece_limit(tokenizer, transformer.transformer.config)
     for text in descriptions:
         if text in checked:
             continue
