@@ -226,9 +226,10 @@ def make_binder_ner(
 
 # threshold_offset (a logit) gave way to a probability threshold, the knob
 # that spaCy's find-threshold searches in [0, 1]. Old configs and saved
-# pipelines still load with a warning, as the same decision: a span scored
-# above sigmoid(offset) was kept. An error would stop every pipeline trained
-# so far from loading, for a setting that converts exactly. Offset 0.0, the
+# pipelines still load with a warning, as the same decision (up to a margin
+# within a rounding error of the threshold): a span scored above
+# sigmoid(offset) was kept. An error would stop every pipeline trained so far
+# from loading, for a setting that converts. Offset 0.0, the
 # old default that every saved config.cfg holds, means the default
 # threshold, so it gives way to a threshold that is set (find-threshold sets
 # one on such pipelines); any other offset next to a threshold is an error.
@@ -254,7 +255,9 @@ def _threshold_from_offset(threshold: float, threshold_offset: Optional[float]) 
         raise ValueError(
             f"binder_ner has both threshold = {threshold!r} and the deprecated "
             f"threshold_offset = {threshold_offset!r}. Remove threshold_offset from "
-            "[components.binder_ner] (in a saved pipeline, from its config.cfg); "
+            "[components.binder_ner] (in a saved pipeline, from its config.cfg, "
+            "which spacy find-threshold needs; or load it with config={'components': "
+            "{'binder_ner': {'threshold': ..., 'threshold_offset': None}}}); "
             f"threshold_offset = {threshold_offset!r} is threshold = {converted:.6g}."
         )
     warnings.warn(
@@ -376,7 +379,15 @@ class BinderNER(TrainablePipe):
     @threshold_offset.setter
     def threshold_offset(self, value: float) -> None:
         # kept so that old code fails or works, never sets a dead attribute
-        self.threshold = _threshold_from_offset(DEFAULT_THRESHOLD, value)
+        if not _is_number(value):
+            raise ValueError(f"binder_ner threshold_offset (deprecated) must be a number, got {value!r}; set threshold instead.")
+        threshold = _sigmoid(float(value))
+        warnings.warn(
+            f"[binder_ner] threshold_offset is deprecated: set threshold = {threshold:.6g} "
+            f"(the probability for offset {value!r}) instead.",
+            FutureWarning,
+        )
+        self.threshold = threshold
 
     @property
     def decision(self) -> str:

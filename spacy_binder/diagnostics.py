@@ -211,7 +211,8 @@ def diagnose_config(
     RETURNS (List[DataReport]): one report per binder_ner component.
     """
     config = util.load_config(config_path, overrides=overrides)
-    nlp = util.load_model_from_config(config)
+    # filled as spacy train fills it: a config may leave [training] defaults out
+    nlp = util.load_model_from_config(config, auto_fill=True, validate=True)
     config = nlp.config.interpolate()
     training = config["training"]
     train_corpus, dev_corpus = resolve_dot_names(config, [training["train_corpus"], training["dev_corpus"]])

@@ -190,6 +190,16 @@ def test_the_label_embedding_reads_no_descriptions(corpus):
     assert report.errors == []
 
 
+def test_a_config_relying_on_spacys_training_defaults(corpus, tmp_path):
+    """spacy train fills [training] defaults (train_corpus = "corpora.train"),
+    so a config may leave them out; debug-data reads it the same way."""
+    config = Config().from_disk(CONFIGS / "binder_tiny.cfg", interpolate=False)
+    del config["training"]["train_corpus"], config["training"]["dev_corpus"]
+    config.to_disk(tmp_path / "defaults.cfg")
+    (report,) = diagnose_config(tmp_path / "defaults.cfg", path_overrides(corpus))
+    assert (report.train.n_docs, report.dev.n_docs) == (9, 2)
+
+
 def test_a_description_of_a_label_not_in_train_is_an_error(corpus, tmp_path):
     descriptions = tmp_path / "descriptions.json"
     descriptions.write_text(json.dumps({"PER": "A person.", "CHEMICAL": "A drug."}), encoding="utf8")

@@ -1,6 +1,7 @@
 """binder_ner's settings: one declaration (SETTINGS) gives cfg, the checks
 at construction and in the setters, and what wins on load."""
 import math
+import warnings
 
 import pytest
 import spacy
@@ -86,9 +87,11 @@ def test_threshold_offset_still_loads_as_its_probability():
     with pytest.warns(FutureWarning):
         assert cnn_pipeline(threshold_offset=1000.0).get_pipe("binder_ner").threshold == 1.0
     # the attribute too: setting it must not create a dead attribute
-    with pytest.warns(FutureWarning):
-        binder.threshold_offset = 0.0
-    assert binder.threshold == 0.5
+    with pytest.warns(FutureWarning, match=r"set threshold = 0.731059 \(the probability for offset 1.0\)"):
+        binder.threshold_offset = 1.0
+    assert binder.threshold == pytest.approx(1 / (1 + math.exp(-1.0)))
+    with pytest.raises(ValueError, match="must be a number, got None; set threshold instead"):
+        binder.threshold_offset = None
 
 
 def test_threshold_offset_errors():
@@ -121,8 +124,13 @@ def test_pipeline_saved_with_threshold_offset_loads(tmp_path):
     assert binder.threshold == pytest.approx(1 / (1 + math.exp(-1.0)))
     assert "threshold_offset" not in binder.cfg and binder.labels == nlp.get_pipe("binder_ner").labels
     # what find-threshold does to it: both set, an error that says what to remove
-    with pytest.raises(ValueError, match=r"Remove threshold_offset from \[components.binder_ner\] \(in a saved pipeline, from its config.cfg\)"):
+    with pytest.raises(ValueError, match=r"Remove threshold_offset from \[components.binder_ner\] \(in a saved pipeline, from its config.cfg"):
         spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 0.2}}})
+    # the way the error names that needs no edit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation warning: the offset is gone
+        unset = spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 0.2, "threshold_offset": None}}})
+    assert unset.get_pipe("binder_ner").threshold == 0.2
     # with the old default offset 0.0, which every older config.cfg holds, a
     # threshold that is set applies (find-threshold works on those pipelines)
     config_file.write_text(config_file.read_text().replace("threshold_offset = 1.0", "threshold_offset = 0.0"))

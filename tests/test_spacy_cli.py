@@ -121,7 +121,8 @@ def test_evaluate_prints_span_scores_but_spacy_renders_no_span_view(saved_pipeli
     assert list(displacy_dir.iterdir()) == []
 
 
-def test_binder_evaluate_renders_ents_and_scored_spans(saved_pipeline, tmp_path):
+@pytest.mark.parametrize("gold_preproc", [False, True])
+def test_binder_evaluate_renders_ents_and_scored_spans(saved_pipeline, tmp_path, gold_preproc):
     """`python -m spacy_binder evaluate` prints spaCy's scores and, with
     --displacy-path, writes what spaCy's command leaves out for binder_ner:
     entities.html with the predicted doc.ents and spans.html with each
@@ -131,7 +132,7 @@ def test_binder_evaluate_renders_ents_and_scored_spans(saved_pipeline, tmp_path)
     displacy_dir.mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "spacy_binder", "evaluate", str(pipeline), str(data), "--displacy-path",
-         str(displacy_dir), "--displacy-limit", "2"],
+         str(displacy_dir), "--displacy-limit", "2", *(["--gold-preproc"] if gold_preproc else [])],
         capture_output=True, text=True, env=offline_env(), timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr

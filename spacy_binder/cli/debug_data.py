@@ -47,7 +47,7 @@ def debug_data_cli(
     with show_validation_error(config_path):
         try:
             reports = diagnose_config(config_path, overrides)
-        except ValueError as error:
+        except (ValueError, FileNotFoundError) as error:  # bad data, a missing corpus file
             msg.fail(str(error), exits=1)
     for report in reports:
         print_report(report, msg, verbose=verbose, strict=strict)

@@ -38,6 +38,11 @@ def render_binder_views(docs: List[Doc], output_dir: Path, spans_key: str = "sc"
     return [entities, spans]
 
 
+def _reference_tokens(reference: Doc) -> Doc:
+    """A doc with the reference's tokens and nothing else."""
+    return Doc(reference.vocab, words=[t.text for t in reference], spaces=[bool(t.whitespace_) for t in reference])
+
+
 @app.command("evaluate")
 def evaluate_cli(
     # fmt: off
@@ -69,8 +74,10 @@ def evaluate_cli(
     if displacy_path is not None:
         setup_gpu(use_gpu, silent=True)
         nlp = util.load_model(model)
-        texts = [doc.text for doc in DocBin().from_disk(data_path).get_docs(nlp.vocab)][:displacy_limit]
-        if not texts:
+        references = list(DocBin().from_disk(data_path).get_docs(nlp.vocab))[:displacy_limit]
+        if not references:
             msg.fail(f"No docs to render in {data_path}", exits=1)
-        written = render_binder_views(list(nlp.pipe(texts)), displacy_path, spans_key)
-        msg.good(f"Rendered {len(texts)} docs", ", ".join(str(path) for path in written))
+        # the docs as they were scored: the reference's tokens with --gold-preproc
+        inputs = [_reference_tokens(ref) if gold_preproc else ref.text for ref in references]
+        written = render_binder_views(list(nlp.pipe(inputs)), displacy_path, spans_key)
+        msg.good(f"Rendered {len(references)} docs", ", ".join(str(path) for path in written))
