@@ -194,19 +194,72 @@ def test_iob_folder_reads_files_sorted(tmp_path):
 
 
 @pytest.mark.parametrize("text,options,line,what", [
-    ("a O\nb O extra\n", {}, 2, "expected 2 columns, got 3"),
+    ("a O\nb O extra\n", {}, 2, r"expected 2 columns \(line 1 has 2\), got 3: 'b O extra'$"),
     ("a O\n\nb X-PER\n", {}, 3, "unknown tag 'X-PER'"),
     ("a B-\n", {}, 1, "unknown tag 'B-'"),
     ("a E-PER\n", {}, 1, "unknown tag 'E-PER'"),  # not an IOB2 prefix
     ("1\ta\tO\tO\n2\t\tO\tO\n", {"delimiter": "\t", "token_column": 1, "tag_columns": [2, 3]}, 2, "empty token"),
     ("1\ta\tO\tO\n2\tb\tO\tI-\n", {"delimiter": "\t", "token_column": 1, "tag_columns": [2, 3]}, 2, "unknown tag"),
-    ("a O O\n", {"n_columns": 2}, 1, "expected 2 columns, got 3"),
-    ("a\n", {"tag_columns": [1]}, 1, "expected 2 columns, got 1"),
+    ("a O O\n", {"n_columns": 2}, 1, r"expected 2 columns \(n_columns = 2\), got 3"),
+    ("a\n", {"tag_columns": [1]}, 1, r"expected at least 2 columns \(token_column 0, tag_columns \[1\]\), got 1"),
+    # "New York" holds a space: line 1 sets 3 columns, line 2 is blamed, the tab delimiter suggested
+    ("New York\tB-LOC\nis\tO\n", {}, 2,
+     r"""expected 3 columns \(line 1 has 3\), got 2: 'is\\tO'; if a token holds a space, set delimiter = "\\t" """
+     r"\(convert: --delimiter tab\)$"),
 ])
 def test_iob_malformed(tmp_path, text, options, line, what):
     path = write(tmp_path, "bad.tsv", text)
     with pytest.raises(FormatError, match=rf"bad\.tsv, line {line}: {what}"):
         read_iob(path, spacy.blank("en").vocab, **options)
+
+
+# GermEval's real comment lines: '#', a tab, the source and date
+GERMEVAL_TAB_COMMENTS = GERMEVAL.replace("# http", "#\thttp")
+# tweets (WNUT-17 style): '#metoo' and '#' are tokens, the other '#' lines comments
+TWEETS = (
+    "# tweet 1 [2017-01-01]\n#metoo\tB-hashtag\nrally\tO\n#\tO\n\n"
+    "#\thttp://t.co/x [2017-01-02]\nLondon\tB-location\n"
+)
+
+
+def test_germeval_tab_comment_lines_skipped(tmp_path):
+    path = write(tmp_path, "germeval.tsv", GERMEVAL_TAB_COMMENTS)
+    docs, stats = read_iob(
+        path, spacy.blank("de").vocab, token_column=1, tag_columns=[2, 3], delimiter="\t", comment_prefix="#",
+    )
+    # as the space-separated comments of GERMEVAL: 2 fields where 4 are expected
+    assert [spans_of(d) for d in docs] == [
+        [(3, 4, "LOC"), (3, 8, "OTH"), (10, 11, "LOC")], [(1, 4, "ORG"), (3, 4, "LOC")]]
+    assert (stats.docs, stats.tokens) == (2, 17)
+    assert counts(stats) == ({}, {}, {"comment_line": 2})
+
+
+@pytest.mark.parametrize("delimiter", [None, "\t"])
+def test_iob_comment_prefix_keeps_token_lines(tmp_path, delimiter):
+    path = write(tmp_path, "tweets.conll", TWEETS)
+    docs, stats = read_iob(path, spacy.blank("en").vocab, delimiter=delimiter, comment_prefix="#")
+    # line 1: its last field is no tag; lines 2 and 4: token and tag, 2 columns
+    # like the file's token lines; line 6: a URL with a space is no tag
+    assert [(words_of(d), spans_of(d)) for d in docs] == [
+        (["#metoo", "rally", "#"], [(0, 1, "hashtag")]), (["London"], [(0, 1, "location")])]
+    assert counts(stats) == ({}, {}, {"comment_line": 2})
+
+
+def test_iob_columns_split_at_ascii_spaces_only(tmp_path):
+    # a no-break space inside the token, a space and a tab between the columns
+    path = write(tmp_path, "nbsp.tsv", "New\u00a0York\tB-LOC\nis \tO\n\u3000Oslo\u3000 B-LOC\n")
+    docs, _ = read_iob(path, spacy.blank("en").vocab)
+    assert [(words_of(d), spans_of(d)) for d in docs] == [
+        (["New\u00a0York", "is", "\u3000Oslo\u3000"], [(0, 1, "LOC"), (2, 3, "LOC")])]
+
+
+def test_iob_folder_error_names_the_pattern(tmp_path):
+    write(tmp_path, "train.tsv", "Anna\tB-PER\n")
+    write(tmp_path, "README", "The corpus files.\n")  # read too: pattern "*" matches it
+    with pytest.raises(FormatError, match=r"README, line 1: unknown tag 'files\.'.* matches pattern '\*'"):
+        read_iob(tmp_path, spacy.blank("en").vocab)
+    docs, stats = read_iob(tmp_path, spacy.blank("en").vocab, pattern="*.tsv")
+    assert [words_of(d) for d in docs] == [["Anna"]] and stats.files == 1
 
 
 # --- token-level JSONL --------------------------------------------------------
@@ -262,6 +315,21 @@ def test_token_jsonl_malformed(tmp_path, line, what):
     path = write(tmp_path, "bad.jsonl", '{"tokens": ["ok"], "entity_mentions": []}\n\n' + line + "\n")
     with pytest.raises(FormatError, match=rf"bad\.jsonl, line 3: .*{what}"):
         read_token_jsonl(path, spacy.blank("en").vocab)
+
+
+@pytest.mark.parametrize("mention,what", [
+    ({"start": 0, "end": 2}, r"\(0, 2\) must satisfy 0 <= start <= end < 2 \(tokens, end inclusive\)"),
+    ({"start": 1, "end": 0}, r"\(1, 0\) must satisfy 0 <= start <= end < 2 \(tokens, end inclusive\)"),
+    ({"start": -1, "end": 0}, r"\(-1, 0\) must satisfy"),
+])
+def test_token_jsonl_end_inclusive_reports_the_offsets_as_written(tmp_path, mention, what):
+    line = json.dumps({"tokens": ["a", "b"], "entity_mentions": [{**mention, "type": "X"}]})
+    path = write(tmp_path, "bad.jsonl", line + "\n")
+    with pytest.raises(FormatError, match=rf"bad\.jsonl, line 1: mention offsets {what}"):
+        read_token_jsonl(path, spacy.blank("en").vocab, end_inclusive=True)
+    # the last token, inclusive: (1, 1) is the token "b"
+    path = write(tmp_path, "ok.jsonl", json.dumps({"tokens": ["a", "b"], "entity_mentions": [[1, 1, "X"]]}) + "\n")
+    assert spans_of(read_token_jsonl(path, spacy.blank("en").vocab, end_inclusive=True)[0][0]) == [(1, 2, "X")]
 
 
 # --- brat standoff -------------------------------------------------------------
@@ -325,9 +393,51 @@ def test_brat_malformed(tmp_path, ann, line, what):
 
 
 def test_brat_missing_text_file(tmp_path):
+    write(tmp_path, "a.txt", "Anna")
+    write(tmp_path, "a.ann", "T1\tPER 0 4\tAnna\n")
     write(tmp_path, "lonely.ann", "T1\tPER 0 4\tAnna\n")
-    with pytest.raises(FileNotFoundError, match="lonely.txt"):
+    with pytest.raises(FileNotFoundError, match=r"lonely\.ann has no text file lonely\.txt beside it"):
         read_brat(tmp_path, spacy.blank("en"))
+    result = CliRunner().invoke(app, ["convert", str(tmp_path), str(tmp_path / "b.spacy"), "--format", "brat"])
+    assert result.exit_code == 1 and "lonely.ann has no text file lonely.txt" in result.output
+
+
+def test_brat_text_without_ann_is_a_doc_without_mentions(tmp_path):
+    write(tmp_path, "doc1.txt", BRAT_TEXT)
+    write(tmp_path, "doc1.ann", BRAT_ANN)
+    alone = write(tmp_path, "doc0.txt", "Nothing to annotate.")
+    docs, stats = read_brat(tmp_path, spacy.blank("en"))
+    # sorted by the .txt paths: doc0 first, with no mentions; doc1 as when read alone
+    assert [words_of(d) for d in docs][0] == ["Nothing", "to", "annotate", "."]
+    assert (spans_of(docs[0]), ents_of(docs[0])) == ([], [])
+    assert spans_of(docs[1]) == spans_of(read_brat(tmp_path / "doc1.ann", spacy.blank("en"))[0][0])
+    assert (stats.files, stats.documents, stats.docs, stats.unannotated) == (2, 2, 2, [str(alone)])
+    assert sum(stats.mentions.values()) == 6  # doc1's
+    assert "texts without annotations, read with no mentions: 1" in stats.lines()
+    with pytest.warns(UserWarning, match=r"texts without annotations, read with no mentions: 1 \(.*doc0\.txt\)"):
+        stats.report(tmp_path)
+    # the .txt alone, named as the path
+    (doc,), stats = read_brat(alone, spacy.blank("en"))
+    assert (words_of(doc), spans_of(doc), stats.unannotated) == (["Nothing", "to", "annotate", "."], [], [str(alone)])
+    result = CliRunner().invoke(app, ["convert", str(tmp_path), str(tmp_path / "b.spacy"), "--format", "brat"])
+    assert result.exit_code == 0, result.output
+    assert "docs: 2\n" in result.output and "texts without annotations, read with no mentions: 1\n" in result.output
+
+
+def test_brat_byte_order_marks(tmp_path):
+    # a BOM before the .ann's first line is not part of it
+    write(tmp_path, "ann_bom.txt", "Anna Berg")
+    write(tmp_path, "ann_bom.ann", "\ufeffT1\tPER 0 4\tAnna\n")
+    (doc,), stats = read_brat(tmp_path / "ann_bom.ann", spacy.blank("en"))
+    assert (words_of(doc), spans_of(doc), counts(stats)) == (["Anna", "Berg"], [(0, 1, "PER")], ({}, {}, {}))
+    # a BOM in the .txt is its character 0, as brat counts it: "Anna" is 1-5;
+    # the tokenizer keeps it on "Anna", so the mention's start splits it off
+    write(tmp_path, "txt_bom.txt", "\ufeffAnna Berg")
+    write(tmp_path, "txt_bom.ann", "T1\tPER 1 5\tAnna\n")
+    (doc,), stats = read_brat(tmp_path / "txt_bom.ann", spacy.blank("en"))
+    assert doc.text == "\ufeffAnna Berg"
+    assert (words_of(doc), spans_of(doc)) == (["\ufeff", "Anna", "Berg"], [(1, 2, "PER")])
+    assert counts(stats) == ({"token_split": 1}, {}, {})
 
 
 # --- character-offset JSONL ------------------------------------------------------
@@ -522,6 +632,8 @@ def test_convert_command_prints_brat_reasons(tmp_path):
     (["--format", "iob"], "bad.tsv, line 2: expected 2 columns"),
     (["--format", "iob", "--misaligned", "drop"], "--misaligned: not an option of --format iob"),
     (["--format", "conll"], "Unknown format 'conll'"),
+    (["--format", "iob", "--tag-columns", "2;3"],
+     "'2;3': expected comma-separated column numbers, e.g. 2,3"),
 ])
 def test_convert_command_fails_clearly(tmp_path, args, message):
     path = write(tmp_path, "bad.tsv", "a O\nb O O\n")

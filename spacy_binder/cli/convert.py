@@ -1,6 +1,7 @@
 """`python -m spacy_binder convert`: a corpus in one of the reader formats to a
 DocBin (.spacy), with the counts of what was read, repaired and dropped."""
 import inspect
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -14,6 +15,8 @@ from . import app
 
 # how a tab is written on a command line
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "space": " "}
+# --tag-columns: column numbers (negative: from the end), comma-separated
+TAG_COLUMNS = re.compile(r" *-?\d+ *(, *-?\d+ *)*")
 
 
 @app.command("convert")
@@ -27,9 +30,11 @@ def convert_cli(
     token_column: Optional[int] = typer.Option(None, help="iob: column of the token (negative: from the end)"),
     tag_columns: Optional[str] = typer.Option(None, help="iob: tag columns, comma-separated, outermost first"),
     n_columns: Optional[int] = typer.Option(None, help="iob: columns every token line has"),
-    delimiter: Optional[str] = typer.Option(None, help="iob: column separator ('tab'); default: whitespace"),
+    delimiter: Optional[str] = typer.Option(None, help="iob: column separator ('tab'); default: spaces and tabs"),
     scheme: Optional[str] = typer.Option(None, help="iob: iob1, iob2 (default) or bioes"),
-    comment_prefix: Optional[str] = typer.Option(None, help="iob: lines starting with it are skipped"),
+    comment_prefix: Optional[str] = typer.Option(
+        None, help="iob: lines starting with it are skipped, unless they read as token lines"
+    ),
     docstart: Optional[str] = typer.Option(None, help="iob: first field of document-start lines"),
     one_doc_per_sentence: bool = typer.Option(False, "--one-doc-per-sentence", help="iob: one Doc per sentence"),
     no_sentence_starts: bool = typer.Option(
@@ -50,6 +55,9 @@ def convert_cli(
     to a DocBin: all mentions in doc.spans[spans_key], a flat view in doc.ents."""
     if input_format not in FORMATS:
         msg.fail(f"Unknown format {input_format!r}", f"Choose one of: {', '.join(FORMATS)}", exits=1)
+    if tag_columns is not None and not TAG_COLUMNS.fullmatch(tag_columns):
+        expected = "expected comma-separated column numbers, e.g. 2,3"
+        msg.fail("Invalid --tag-columns", f"{tag_columns!r}: {expected}", exits=1)
     given: Dict[str, Any] = {
         "pattern": pattern, "token_column": token_column, "n_columns": n_columns,
         "delimiter": DELIMITER_NAMES.get(delimiter, delimiter) if delimiter else None,

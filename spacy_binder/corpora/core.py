@@ -26,6 +26,8 @@ SpanTuple = Tuple[int, int, str]
 MISALIGNED_RULES = ("split", "expand", "drop")
 # skipped input that holds no annotation: logged, not warned about
 QUIET_SKIPS = ("comment_line", "empty_record")
+# how ReadStats.unannotated is named in its lines and warning
+UNANNOTATED = "texts without annotations, read with no mentions"
 
 
 class FormatError(ValueError):
@@ -33,6 +35,7 @@ class FormatError(ValueError):
 
     def __init__(self, path: Union[str, Path], line_no: int, message: str) -> None:
         super().__init__(f"{path}, line {line_no}: {message}")
+        self.path, self.line_no, self.message = path, line_no, message
 
 
 @dataclass
@@ -51,6 +54,8 @@ class ReadStats:
     dropped (Counter): Mentions dropped, per reason.
     skipped (Counter): Input other than mentions that was not used (comment
         lines, brat relation lines, rejected records), per kind.
+    unannotated (List[str]): Texts read without an annotation file (a brat
+        .txt with no .ann beside it), each a Doc with no mentions.
     """
 
     files: int = 0
@@ -63,9 +68,11 @@ class ReadStats:
     repaired: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
+    unannotated: List[str] = field(default_factory=list)
 
     def lines(self) -> List[str]:
-        """The counts as lines of text: totals, then each Counter per key."""
+        """The counts as lines of text: totals, then each Counter per key, then
+        the unannotated texts, if any."""
         out = [
             f"files: {self.files}", f"documents: {self.documents}", f"sentences: {self.sentences}",
             f"docs: {self.docs}", f"tokens: {self.tokens}", f"mentions: {sum(self.mentions.values())}",
@@ -76,11 +83,14 @@ class ReadStats:
             counts: Counter = getattr(self, name)
             out.append(f"{name}: {sum(counts.values())}")
             out.extend(f"  {reason}: {n}" for reason, n in sorted(counts.items()))
+        if self.unannotated:
+            out.append(f"{UNANNOTATED}: {len(self.unannotated)}")
         return out
 
     def report(self, source: Union[str, Path]) -> None:
-        """Log the counts, and warn when a mention was repaired or dropped or
-        an annotation skipped (comment lines and empty records are only logged)."""
+        """Log the counts, and warn when a mention was repaired or dropped, an
+        annotation skipped (comment lines and empty records are only logged)
+        or a text read without its annotation file."""
         logger.info("Read %s: %s", source, "; ".join(line.strip() for line in self.lines()))
         skipped = {kind: n for kind, n in self.skipped.items() if kind not in QUIET_SKIPS}
         changed = {
@@ -88,8 +98,11 @@ class ReadStats:
             for name, counts in (("repaired", self.repaired), ("dropped", self.dropped), ("skipped", skipped))
             if counts
         }
-        if changed:
-            details = "; ".join(f"{name}: {counts}" for name, counts in changed.items())
+        details = "; ".join(f"{name}: {counts}" for name, counts in changed.items())
+        if self.unannotated:
+            names = ", ".join(self.unannotated[:3]) + (", ..." if len(self.unannotated) > 3 else "")
+            details += f"{'; ' if details else ''}{UNANNOTATED}: {len(self.unannotated)} ({names})"
+        if details:
             warnings.warn(f"[spacy-binder] reading {source}: {details}", stacklevel=2)
 
 
@@ -106,13 +119,19 @@ def corpus_files(path: Union[str, Path], pattern: str) -> List[Path]:
         return [path]
     if not path.is_dir():
         raise ValueError(f"corpus path {path} does not exist")
-    found = sorted(
-        p for p in path.rglob(pattern)
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
+    found = matching_files(path, pattern)
     if not found:
         raise ValueError(f"no files matching {pattern!r} under {path}")
     return found
+
+
+def matching_files(folder: Path, pattern: str) -> List[Path]:
+    """The files under `folder` whose names match `pattern`, recursively,
+    hidden ones left out, sorted (none: an empty list)."""
+    return sorted(
+        p for p in folder.rglob(pattern)
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def set_gold(doc: Doc, spans: Sequence[SpanTuple], spans_key: str, stats: ReadStats) -> Doc:

@@ -8,7 +8,14 @@ tag columns, each its own nesting level (all decoded mentions go to
 document wherever it appears: a file with such lines gives one Doc per
 document or, by option, one per sentence; a file with none gives one Doc per
 sentence. Each Doc's sentence starts are the file's, unless switched off.
+
+Columns are split at runs of ASCII spaces and tabs by default (a no-break
+space or other Unicode space stays inside its token), or at `delimiter`. With
+`comment_prefix`, a line starting with it is a comment only if it is not a
+token line of the file's shape (its column count, a token, valid tags): in
+tweet corpora such as WNUT-17, `#metoo<TAB>B-X` is a token.
 """
+import re
 from collections import Counter
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -22,6 +29,8 @@ SCHEMES = ("iob1", "iob2", "bioes")
 # the prefixes each scheme accepts; BILOU's L and U are BIOES's E and S
 PREFIXES = {"iob1": "BI", "iob2": "BI", "bioes": "BIESLU"}
 DOCSTART = "-DOCSTART-"
+# the default column separator: ASCII spaces and tabs, not Unicode spaces
+COLUMN_SEPARATOR = re.compile(r"[ \t]+")
 # (words, one tag list per tag column) of one sentence
 Sentence = Tuple[List[str], List[List[str]]]
 
@@ -103,16 +112,20 @@ def read_iob(
     tag_columns (Sequence[int]): The tag columns, outermost level first.
     n_columns (Optional[int]): Columns every token line must have; None: as
         many as the first token line of the file.
-    delimiter (Optional[str]): The column separator; None: any whitespace.
+    delimiter (Optional[str]): The column separator; None: runs of ASCII
+        spaces and tabs (set "\t" when a token holds a space).
     scheme (str): "iob1", "iob2" or "bioes" (BILOU read as BIOES).
-    comment_prefix (Optional[str]): Lines starting with it are skipped, counted.
+    comment_prefix (Optional[str]): Lines starting with it are skipped and
+        counted, unless they read as token lines (see the module docstring).
     docstart (str): The first field of the lines that start a document.
     one_doc_per_sentence (bool): One Doc per sentence even where documents
         are marked.
     sentence_starts (bool): Set the Docs' sentence starts from the file's
         sentences; without them binder_ner finds sentences with spaCy's
         rule-based Sentencizer.
-    pattern (str): File names to read in a folder.
+    pattern (str): File names to read in a folder; the default reads every
+        file under it (a README too: set e.g. "*.tsv" when the folder holds
+        other files).
     RETURNS (Tuple[List[Doc], ReadStats]): The Docs and the counts. Raises
         FormatError for a line with the wrong number of columns, an empty
         token or a tag the scheme does not have.
@@ -122,10 +135,16 @@ def read_iob(
     stats = ReadStats()
     docs: List[Doc] = []
     for file_path in corpus_files(path, pattern):
-        documents, marked = _read_file(
-            file_path, token_column, list(tag_columns), n_columns, delimiter,
-            scheme, comment_prefix, docstart, stats,
-        )
+        try:
+            documents, marked = _read_file(
+                file_path, token_column, list(tag_columns), n_columns, delimiter,
+                scheme, comment_prefix, docstart, stats,
+            )
+        except FormatError as err:
+            if not Path(path).is_dir():
+                raise
+            hint = f" (read as it matches pattern {pattern!r} under {path}; set pattern to the corpus files' names)"
+            raise FormatError(err.path, err.line_no, err.message + hint) from None
         stats.files += 1
         for document in documents:
             stats.documents += 1 if marked else len(document)
@@ -154,6 +173,20 @@ def _read_file(
     marked = False
     # the fewest columns that hold every column asked for (negative: from the end)
     min_columns = max(c + 1 if c >= 0 else -c for c in [token_column, *tag_columns])
+    # where the expected column count comes from, for the error
+    n_columns_from = f"n_columns = {n_columns}"
+    tabbed = False  # whether the line the count comes from has a tab
+
+    def is_token_line(fields: List[str]) -> bool:
+        """Whether the fields are a token line of the file's shape."""
+        if len(fields) < min_columns or (n_columns is not None and len(fields) != n_columns):
+            return False
+        try:
+            for tag_column in tag_columns:
+                split_tag(fields[tag_column], scheme)
+        except ValueError:
+            return False
+        return bool(fields[token_column].strip())
 
     def end_sentence() -> None:
         if words:
@@ -168,20 +201,29 @@ def _read_file(
             if not line.strip():
                 end_sentence()
                 continue
-            if comment_prefix and line.startswith(comment_prefix):
+            fields = line.split(delimiter) if delimiter else COLUMN_SEPARATOR.split(line.strip(" \t"))
+            if comment_prefix and line.startswith(comment_prefix) and not is_token_line(fields):
                 stats.skipped["comment_line"] += 1
                 continue
-            fields = line.split(delimiter)
             if fields[0] == docstart or (len(fields) >= min_columns and fields[token_column] == docstart):
                 end_sentence()
                 documents.append([])
                 marked = True
                 continue
             if n_columns is None:
-                n_columns = len(fields)
-            if len(fields) != n_columns or len(fields) < min_columns:
-                expected = max(n_columns, min_columns)
-                raise FormatError(path, line_no, f"expected {expected} columns, got {len(fields)}: {line!r}")
+                n_columns, n_columns_from, tabbed = len(fields), f"line {line_no} has {len(fields)}", "\t" in line
+            if len(fields) < min_columns:
+                columns = f"token_column {token_column}, tag_columns {list(tag_columns)}"
+                raise FormatError(
+                    path, line_no, f"expected at least {min_columns} columns ({columns}), got {len(fields)}: {line!r}"
+                )
+            if len(fields) != n_columns:
+                hint = ""
+                if delimiter is None and (tabbed or "\t" in line):
+                    hint = '; if a token holds a space, set delimiter = "\\t" (convert: --delimiter tab)'
+                raise FormatError(
+                    path, line_no, f"expected {n_columns} columns ({n_columns_from}), got {len(fields)}: {line!r}{hint}"
+                )
             token = fields[token_column]
             if not token.strip():
                 raise FormatError(path, line_no, f"empty token in {line!r}")

@@ -54,9 +54,19 @@ def get_mention(mention: Any, fields: Tuple[str, str, str], path: Path, line_no:
     return start, end, get_label(mention, label_field, path, line_no)
 
 
-def check_offsets(start: int, end: int, length: int, path: Path, line_no: int, unit: str) -> None:
-    """Raise FormatError unless 0 <= start < end <= length."""
-    if not 0 <= start < end <= length:
+def check_offsets(
+    start: int, end: int, length: int, path: Path, line_no: int, unit: str, end_inclusive: bool = False
+) -> None:
+    """Raise FormatError unless 0 <= start < end <= length, or with
+    `end_inclusive` (`end` is the last unit, as in the file)
+    0 <= start <= end < length; the message shows the offsets as given."""
+    if end_inclusive and not 0 <= start <= end < length:
         raise FormatError(
-            path, line_no, f"mention offsets ({start}, {end}) must satisfy 0 <= start < end <= {length} ({unit})"
+            path, line_no,
+            f"mention offsets ({start}, {end}) must satisfy 0 <= start <= end < {length} ({unit}, end inclusive)",
+        )
+    if not end_inclusive and not 0 <= start < end <= length:
+        raise FormatError(
+            path, line_no,
+            f"mention offsets ({start}, {end}) must satisfy 0 <= start < end <= {length} ({unit}, end exclusive)",
         )

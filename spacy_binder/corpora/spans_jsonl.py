@@ -62,7 +62,7 @@ def read_spans_jsonl(
             spans: List[SpanTuple] = []
             for mention in get_field(record, spans_field, list, file_path, line_no):
                 start, end, label = get_mention(mention, (start_field, end_field, label_field), file_path, line_no)
-                check_offsets(start, end, len(text), file_path, line_no, "characters, end exclusive")
+                check_offsets(start, end, len(text), file_path, line_no, "characters")
                 spans.append((start, end, label))
             if not text.strip() and not spans:
                 stats.skipped["empty_record"] += 1

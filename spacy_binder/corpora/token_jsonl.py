@@ -64,7 +64,7 @@ def read_token_jsonl(
             spans: List[SpanTuple] = []
             for mention in mentions:
                 start, end, label = get_mention(mention, (start_field, end_field, label_field), file_path, line_no)
-                check_offsets(start, end + end_inclusive, len(words), file_path, line_no, "tokens, end exclusive")
+                check_offsets(start, end, len(words), file_path, line_no, "tokens", end_inclusive)
                 spans.append((start, end + end_inclusive, label))
             starts = [True] + [False] * (len(words) - 1) if sentence_starts else None
             docs.append(set_gold(doc_from_words(vocab, words, starts), spans, spans_key, stats))
