@@ -21,7 +21,7 @@ from .fork_safety import install_fork_hooks
 from .model import BinderOutput, binder_loss_and_gradient, clear_type_vectors, get_head
 from .scorer import binder_score
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
-from .spans import get_gold_spans, greedy_flat
+from .spans import GoldAlignment, get_gold_spans, greedy_flat
 from .torch_binder import LossWeights
 from .type_encoders import description_encoder_name, set_encoder_name
 
@@ -124,6 +124,12 @@ SETTINGS: Tuple[Setting, ...] = (
         "a probability in [0, 1] (a span is predicted when its score is above it)",
         float,
     ),
+    Setting(
+        "untrained_threshold",
+        lambda v, s: _is_probability(v),
+        "a probability in [0, 1] (a span of an untrained type is predicted when its score is above it)",
+        float,
+    ),
     Setting("decision", _is_decision),
     Setting("set_ents", lambda v, s: isinstance(v, bool), "true or false"),
     Setting("set_spans", lambda v, s: isinstance(v, bool), "true or false"),
@@ -144,6 +150,7 @@ MODEL_SETTINGS = ("projection_size", "width_embedding_size")
         "max_span_width": 30,
         "max_segment_length": DEFAULT_MAX_SEGMENT_LENGTH,
         "threshold": DEFAULT_THRESHOLD,
+        "untrained_threshold": DEFAULT_THRESHOLD,
         "threshold_offset": None,
         "decision": "span",
         "set_ents": True,
@@ -168,6 +175,7 @@ def make_binder_ner(
     max_span_width: int,
     max_segment_length: int,
     threshold: float,
+    untrained_threshold: float,
     threshold_offset: Optional[float],
     decision: str,
     set_ents: bool,
@@ -193,6 +201,9 @@ def make_binder_ner(
         probability, see `decision`) is above this; higher trades recall
         for precision. `spacy find-threshold MODEL DEV binder_ner threshold
         spans_sc_f` picks it on a dev set.
+    untrained_threshold (float): the same, for the types not trained yet
+        (added by `add_label`, scored from their description alone), whose
+        scores the training never calibrated.
     threshold_offset (Optional[float]): deprecated, leave it null: the
         logit that was added to the decision threshold of 0.5 before
         `threshold` replaced it. Still read, as threshold = sigmoid(offset).
@@ -216,6 +227,7 @@ def make_binder_ner(
         max_span_width=max_span_width,
         max_segment_length=max_segment_length,
         threshold=_threshold_from_offset(threshold, threshold_offset),
+        untrained_threshold=untrained_threshold,
         decision=decision,
         set_ents=set_ents,
         set_spans=set_spans,
@@ -295,6 +307,7 @@ class BinderNER(TrainablePipe):
         max_span_width: int = 30,
         max_segment_length: int = DEFAULT_MAX_SEGMENT_LENGTH,
         threshold: float = DEFAULT_THRESHOLD,
+        untrained_threshold: float = DEFAULT_THRESHOLD,
         decision: str = "span",
         set_ents: bool = True,
         set_spans: bool = True,
@@ -307,7 +320,8 @@ class BinderNER(TrainablePipe):
                 "binder_ner loss must be a spacy-binder.BinderLoss.v1 block, got "
                 f"{type(self.loss_weights).__name__}."
             )
-        self.cfg: Dict[str, Any] = {"labels": [], "descriptions": {}}
+        # trained_labels: those the weights have learned (see `trained_labels`)
+        self.cfg: Dict[str, Any] = {"labels": [], "trained_labels": [], "descriptions": {}}
         # the factory's values (and those set since), which win over the
         # saved ones on load so that config overrides at load time take effect
         self._settings: Dict[str, Any] = {}
@@ -316,6 +330,7 @@ class BinderNER(TrainablePipe):
             max_span_width=max_span_width,
             max_segment_length=max_segment_length,
             threshold=threshold,
+            untrained_threshold=untrained_threshold,
             decision=decision,
             set_ents=set_ents,
             set_spans=set_spans,
@@ -338,6 +353,16 @@ class BinderNER(TrainablePipe):
     @property
     def labels(self) -> tuple:
         return tuple(self.cfg["labels"])
+
+    @property
+    def trained_labels(self) -> tuple:
+        """The labels the weights have learned: those of the last `initialize`
+        (the whole training run learns them from its start), and a label
+        added since with `add_label` once an `update` has had gold of it in
+        the loss. Until then a label is untrained: scored from its
+        description alone, kept above `untrained_threshold`, and in doc.ents
+        it only fills what the trained labels leave."""
+        return tuple(self.cfg["trained_labels"])
 
     @property
     def label_data(self) -> List[str]:
@@ -366,6 +391,14 @@ class BinderNER(TrainablePipe):
     @threshold.setter
     def threshold(self, value: float) -> None:
         self._set_settings(threshold=value)
+
+    @property
+    def untrained_threshold(self) -> float:
+        return self.cfg["untrained_threshold"]
+
+    @untrained_threshold.setter
+    def untrained_threshold(self, value: float) -> None:
+        self._set_settings(untrained_threshold=value)
 
     @property
     def threshold_offset(self) -> float:
@@ -426,12 +459,26 @@ class BinderNER(TrainablePipe):
         self.model.attrs["descriptions"] = [
             self.cfg["descriptions"].get(label, label) for label in self.labels
         ]
+        self.model.attrs["untrained_types"] = tuple(self._untrained_types())
         clear_type_vectors(self.model)
+
+    def _untrained_types(self) -> List[int]:
+        trained = set(self.cfg["trained_labels"])
+        return [i for i, label in enumerate(self.labels) if label not in trained]
+
+    def _mark_trained(self, types: Iterable[int]) -> None:
+        """Count the labels of these type indices as trained."""
+        labels = self.labels
+        trained = set(self.cfg["trained_labels"]) | {labels[t] for t in types}
+        if len(trained) > len(self.cfg["trained_labels"]):
+            self.cfg["trained_labels"] = [label for label in labels if label in trained]
+            self._sync_model()
 
     def add_label(self, label: str, *, description: Optional[str] = None) -> int:
         """Add an entity type. After training this works with the
         description encoder (the new type is scored from its description,
-        zero-shot), not with the label embedding.
+        zero-shot), not with the label embedding. The type is untrained (see
+        `trained_labels`): the trained types' predictions stay as they were.
 
         label (str): the label.
         description (Optional[str]): what the type covers; defaults to the label.
@@ -478,18 +525,21 @@ class BinderNER(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], output: Optional[BinderOutput]) -> None:
         """Write nested predictions to doc.spans[spans_key] (with a score per
         span in `attrs["scores"]`) and the greedy non-overlapping subset,
-        best score first, to doc.ents."""
+        best score first, trained types before untrained ones, to doc.ents."""
         docs = list(docs)
         labels = self.labels
+        untrained = self._untrained_types()
         if output is None:
             decoded: List[list] = [[] for _ in docs]
         else:
+            # read from cfg on each call, checked: spaCy's find-threshold
+            # writes cfg["threshold"] (or cfg["untrained_threshold"]) directly
+            threshold = _checked(SETTINGS_BY_NAME["threshold"], self.cfg)
+            untrained_threshold = _checked(SETTINGS_BY_NAME["untrained_threshold"], self.cfg)
             decoded = decode_spans(
                 output.candidates,
                 output.scores,
-                # read from cfg on each call, checked: spaCy's find-threshold
-                # writes cfg["threshold"] directly
-                threshold=_checked(SETTINGS_BY_NAME["threshold"], self.cfg),
+                threshold=[untrained_threshold if t in untrained else threshold for t in range(len(labels))],
                 decision=self.cfg["decision"],
                 to_numpy=self.model.ops.to_numpy,
             )
@@ -503,7 +553,9 @@ class BinderNER(TrainablePipe):
                     attrs={"scores": numpy.asarray([p[3] for p in predicted], dtype="float32")},
                 )
             if self.cfg["set_ents"]:
-                doc.ents = [spans[k] for k in greedy_flat(predicted, len(doc))]
+                # an untrained type's spans only fill the gaps: its scores
+                # were never calibrated against the trained types'
+                doc.ents = [spans[k] for k in greedy_flat(predicted, len(doc), fill_types=untrained)]
 
     # -- training -----------------------------------------------------------
 
@@ -531,8 +583,12 @@ class BinderNER(TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         output, backprop = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_output = self.get_loss(examples, output)
+        gold = self._align_gold(examples, output)
+        loss, d_output = self._loss_and_gradient(output, gold)
         backprop(d_output)
+        # gold of a label in the loss trains it; a batch without gold of it
+        # only teaches its anchor to say "no entity"
+        self._mark_trained(gold.types.tolist())
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss
@@ -543,13 +599,17 @@ class BinderNER(TrainablePipe):
 
         RETURNS (Tuple[float, BinderOutput]): the loss and the gradient.
         """
-        examples = list(examples)
-        candidates = output.candidates
+        return self._loss_and_gradient(output, self._align_gold(list(examples), output))
+
+    def _align_gold(self, examples: List[Example], output: BinderOutput) -> GoldAlignment:
         label_index = {label: i for i, label in enumerate(self.labels)}
-        gold = align_gold(examples, candidates, label_index, self.spans_key, self.max_span_width)
+        gold = align_gold(examples, output.candidates, label_index, self.spans_key, self.max_span_width)
         self._warn_skipped(gold.skipped, "in a training batch")
+        return gold
+
+    def _loss_and_gradient(self, output: BinderOutput, gold: GoldAlignment) -> Tuple[float, BinderOutput]:
         loss, d_scores = binder_loss_and_gradient(self.model, output, gold.spans, gold.types, self.loss_weights)
-        return loss, BinderOutput(candidates=candidates, scores=d_scores)
+        return loss, BinderOutput(candidates=output.candidates, scores=d_scores)
 
     def finish_update(self, sgd: Optimizer) -> None:
         super().finish_update(sgd)
@@ -619,6 +679,8 @@ class BinderNER(TrainablePipe):
             all_labels, descriptions, warn_missing=self._type_encoder_reads_descriptions()
         )
         self.cfg["labels"] = all_labels
+        # the training run that starts here learns every label from its start
+        self.cfg["trained_labels"] = list(all_labels)
         self._sync_model()
         self.resolve_description_encoder_name(nlp)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
@@ -724,6 +786,8 @@ class BinderNER(TrainablePipe):
 
     def _after_load(self, source: str) -> None:
         self.cfg.pop("threshold_offset", None)  # saved before threshold replaced it
+        # saved before trained labels were recorded: all its labels, as then
+        self.cfg.setdefault("trained_labels", list(self.labels))
         self._set_settings()  # the factory's values over the saved ones
         head = get_head(self.model)
         if head is not None:
@@ -738,6 +802,8 @@ class BinderNER(TrainablePipe):
         self._sync_model()
 
     def from_bytes(self, bytes_data, *, exclude=tuple()):
+        if "cfg" not in exclude:
+            self.cfg.pop("trained_labels", None)  # the saved one, or none (see _after_load)
         try:
             super().from_bytes(bytes_data, exclude=exclude)
         except Exception as error:
@@ -757,6 +823,8 @@ class BinderNER(TrainablePipe):
                     f"Could not load the '{self.name}' component: the file "
                     f"'{path / name}' is missing. Re-save the pipeline with nlp.to_disk()."
                 )
+        if "cfg" not in exclude:
+            self.cfg.pop("trained_labels", None)  # the saved one, or none (see _after_load)
         try:
             super().from_disk(path, exclude=exclude)
         except Exception as error:

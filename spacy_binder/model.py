@@ -1,7 +1,7 @@
 """Thinc wiring of BINDER: text encoder + type encoder + torch scoring head."""
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy
 import srsly
@@ -29,8 +29,9 @@ class BinderOutput:
 
 class TypeVectorCache:
     """Type vectors computed at inference, reused while weights, labels and
-    descriptions stay the same. The owner calls `clear()` when weights
-    change; a change of descriptions is detected from the key."""
+    descriptions stay the same. The owner calls `clear()` when weights, or
+    which types are trained, change; a change of descriptions is detected
+    from the key."""
 
     def __init__(self):
         self.clear()
@@ -122,6 +123,8 @@ def build_binder_model(
             "max_span_width": None,
             "max_segment_length": DEFAULT_MAX_SEGMENT_LENGTH,
             "descriptions": [],
+            # indices of the types not trained yet (added by add_label)
+            "untrained_types": (),
             "type_vector_cache": TypeVectorCache(),
         },
     )
@@ -216,9 +219,29 @@ def _type_vectors(model: Model, is_train: bool) -> Tuple[Floats2d, Callable]:
     cache = model.attrs["type_vector_cache"]
     key = tuple(descriptions)
     if cache.key != key or cache.vectors is None:
-        cache.vectors = type_encoder.predict(descriptions)
+        cache.vectors = _predict_type_vectors(type_encoder, descriptions, model.attrs["untrained_types"])
         cache.key = key
     return cache.vectors, lambda d_vectors: descriptions
+
+
+def _predict_type_vectors(type_encoder: Model, descriptions: List[str], untrained: Sequence[int]) -> Floats2d:
+    """Type vectors for inference: the trained types' in one batch, as before
+    any type was added, the untrained types' in another. One batch pads every
+    description to its longest, which moves the other vectors by float noise;
+    apart, adding a type leaves the trained types' predictions bit for bit."""
+    if not untrained:
+        return type_encoder.predict(descriptions)
+    vectors = type_encoder.ops.alloc2f(len(descriptions), type_encoder.get_dim("nO"))
+    for group in _trained_and_untrained(len(descriptions), untrained):
+        vectors[type_encoder.ops.asarray1i(group)] = type_encoder.predict([descriptions[i] for i in group])
+    return vectors
+
+
+def _trained_and_untrained(n_types: int, untrained: Sequence[int]) -> List[List[int]]:
+    """The indices of the trained types and of the untrained ones, the
+    groups that inference runs apart (an empty one left out)."""
+    trained = [i for i in range(n_types) if i not in untrained]
+    return [group for group in (trained, list(untrained)) if group]
 
 
 def binder_forward(
@@ -241,15 +264,13 @@ def binder_forward(
     token_vectors, backprop_text = model.get_ref("text_encoder")(docs, is_train)
     tokens = _concatenate_token_vectors(model, docs, token_vectors, head_module.config["text_width"])
     type_vectors, backprop_types = _type_vectors(model, is_train)
-    head_inputs = (
-        tokens,
-        type_vectors,
-        candidates.span_starts,
-        candidates.span_ends,
-        candidates.token_segments,
-        candidates.n_segments,
-    )
-    scores, backprop_head = model.get_ref("head")(head_inputs, is_train)
+    layout = (candidates.span_starts, candidates.span_ends, candidates.token_segments, candidates.n_segments)
+    head = model.get_ref("head")
+    untrained = model.attrs["untrained_types"]
+    if is_train or not untrained:
+        scores, backprop_head = head((tokens, type_vectors, *layout), is_train)
+    else:  # at inference, with nothing to backpropagate
+        scores = _score_apart(head, tokens, type_vectors, layout, untrained)
     lengths = [len(doc) for doc in docs]
     # an empty doc's gradient has the shape its encoder gave it, e.g. (0, 0)
     shapes = [vectors.shape for vectors in token_vectors]
@@ -269,6 +290,25 @@ def binder_forward(
         return docs
 
     return BinderOutput(candidates=candidates, scores=scores), backprop
+
+
+def _score_apart(
+    head: Model, tokens: Floats2d, type_vectors: Floats2d, layout: tuple, untrained: Sequence[int]
+) -> BinderScores:
+    """Inference scores of the trained types and of the untrained ones from
+    two runs of the head: a matrix product's values move by float noise with
+    its number of columns, so apart a type added later leaves the trained
+    types' scores bit for bit."""
+    n_types = type_vectors.shape[0]
+    fields: List[Any] = []
+    for group in _trained_and_untrained(n_types, untrained):
+        index = head.ops.asarray1i(group)
+        scores = head.predict((tokens, type_vectors[index], *layout))
+        if not fields:  # every field has the types on its last axis
+            fields = [head.ops.xp.empty(array.shape[:-1] + (n_types,), dtype=array.dtype) for array in scores]
+        for field, array in zip(fields, scores):
+            field[..., index] = array
+    return BinderScores(*fields)
 
 
 def _concatenate_token_vectors(

@@ -11,7 +11,7 @@ predicted.
 """
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.pipeline import Sentencizer
@@ -246,7 +246,7 @@ def decode_spans(
     batch: CandidateBatch,
     scores: BinderScores,
     *,
-    threshold: float = 0.5,
+    threshold: Union[float, Sequence[float]] = 0.5,
     decision: str = "span",
     to_numpy: Callable[[Any], numpy.ndarray] = numpy.asarray,
 ) -> List[List[Tuple[int, int, int, float]]]:
@@ -264,25 +264,30 @@ def decode_spans(
     `threshold`: at 0.5 the span rule is the paper's "beat the anchor", at
     0.0 every candidate is predicted, at 1.0 none.
 
-    threshold (float): a probability in [0, 1].
+    threshold (Union[float, Sequence[float]]): a probability in [0, 1], or
+        one per type.
     scores (BinderScores): the head's raw scores, on any device.
     to_numpy (Callable): copies one score array to the host (e.g.
         `ops.to_numpy`); only the arrays the decision reads are copied.
     """
     check_decision(decision)
-    if not 0.0 <= threshold <= 1.0:  # NaN fails too
+    # one per type or one for all: compared with each type's column alike
+    thresholds = numpy.asarray(threshold, dtype="float64")
+    if not numpy.all((0.0 <= thresholds) & (thresholds <= 1.0)):  # NaN fails too
         raise ValueError(f"binder_ner threshold must be a probability in [0, 1], got {threshold!r}.")
     n_docs = len(batch.doc_offsets) - 1
     anchors = to_numpy(scores.anchor)
     margins = to_numpy(scores.span) - anchors[batch.span_segments, SPAN]
+    if thresholds.ndim and thresholds.shape != margins.shape[1:]:
+        raise ValueError(f"binder_ner got {thresholds.size} thresholds for {margins.shape[1]} types.")
     # in logs: threshold 0 is -inf (every candidate), threshold 1 is 0 (none)
     with numpy.errstate(divide="ignore"):
-        log_threshold = numpy.log(numpy.float64(threshold))
+        log_threshold = numpy.log(thresholds)
     if decision == "span":
         # sigmoid(m) > t exactly when m > logit(t), so only the kept margins
         # become probabilities; logit(0.5) = 0, the paper's rule
         with numpy.errstate(divide="ignore"):
-            min_margin = log_threshold - numpy.log1p(-numpy.float64(threshold))
+            min_margin = log_threshold - numpy.log1p(-thresholds)
         rows, types = numpy.nonzero(margins > min_margin)
         kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
@@ -314,15 +319,24 @@ def decode_spans(
 
 
 def greedy_flat(
-    spans: Sequence[Tuple[int, int, int, float]], doc_length: Optional[int] = None
+    spans: Sequence[Tuple[int, int, int, float]],
+    doc_length: Optional[int] = None,
+    *,
+    fill_types: Collection[int] = (),
 ) -> List[int]:
     """Indices of a non-overlapping subset of `spans`, chosen greedily by
-    descending score (ties: earlier start, then shorter span, then type)."""
+    descending score (ties: earlier start, then shorter span, then type).
+
+    fill_types (Collection[int]): types whose spans come after all the
+        others, so they only fill what those leave: a span of them never
+        displaces one of another type, whatever the scores.
+    """
     if not spans:
         return []
     length = doc_length if doc_length is not None else max(s[1] for s in spans)
     taken = numpy.zeros((length,), dtype=bool)
-    order = sorted(range(len(spans)), key=lambda k: (-spans[k][3], spans[k][:3]))
+    fill = set(fill_types)
+    order = sorted(range(len(spans)), key=lambda k: (spans[k][2] in fill, -spans[k][3], spans[k][:3]))
     accepted = []
     for k in order:
         start, end = spans[k][0], spans[k][1]

@@ -14,7 +14,7 @@ from util import NESTED_DATA, cnn_pipeline, make_examples, train
 
 def test_cfg_holds_the_declared_settings():
     binder = cnn_pipeline(threshold=1, decision="joint").get_pipe("binder_ner")
-    assert list(binder.cfg) == ["labels", "descriptions"] + [setting.name for setting in SETTINGS]
+    assert list(binder.cfg) == ["labels", "trained_labels", "descriptions"] + [setting.name for setting in SETTINGS]
     # kept as cfg declares them: an int threshold becomes a float
     assert binder.cfg["threshold"] == 1.0 and isinstance(binder.cfg["threshold"], float)
     assert binder.cfg["decision"] == binder.decision == "joint"
@@ -30,6 +30,7 @@ def test_cfg_holds_the_declared_settings():
         ({"threshold": -0.01}, r"threshold must be a probability in \[0, 1\] .*, got -0.01"),
         ({"threshold": 1.5}, r"threshold must be a probability in \[0, 1\] .*, got 1.5"),
         ({"threshold": None}, r"threshold must be a probability in \[0, 1\] .*, got None"),
+        ({"untrained_threshold": 2}, r"untrained_threshold must be a probability in \[0, 1\] \(a span of an untrained type .*, got 2"),
         ({"max_span_width": True}, r"max_span_width must be a positive integer \(tokens\), got True"),
         ({"max_span_width": 2.0}, r"max_span_width must be a positive integer \(tokens\), got 2.0"),
         ({"max_segment_length": "9"}, r"max_segment_length must be an integer >= max_span_width \(30\)"),
@@ -110,12 +111,13 @@ def test_pipeline_saved_with_threshold_offset_loads(tmp_path):
     train(nlp, make_examples(nlp, NESTED_DATA), 2)
     nlp.to_disk(tmp_path / "m")
     config_file = tmp_path / "m" / "config.cfg"
-    config_text = config_file.read_text()
-    assert "threshold = 0.5\nthreshold_offset = null\n" in config_text
+    # saved before untrained types had a threshold, and labels a trained status, too
+    config_text = config_file.read_text().replace("\nuntrained_threshold = 0.5\n", "\n")
+    assert "\nthreshold = 0.5\nthreshold_offset = null\n" in config_text
     config_file.write_text(config_text.replace("threshold = 0.5\nthreshold_offset = null\n", "threshold_offset = 1.0\n"))
     cfg_file = tmp_path / "m" / "binder_ner" / "cfg"
     cfg = srsly.read_json(cfg_file)
-    del cfg["threshold"]
+    del cfg["threshold"], cfg["untrained_threshold"], cfg["trained_labels"]
     cfg["threshold_offset"] = 1.0
     srsly.write_json(cfg_file, cfg)
     with pytest.warns(FutureWarning, match="by threshold = 0.731059"):
@@ -123,6 +125,7 @@ def test_pipeline_saved_with_threshold_offset_loads(tmp_path):
     binder = loaded.get_pipe("binder_ner")
     assert binder.threshold == pytest.approx(1 / (1 + math.exp(-1.0)))
     assert "threshold_offset" not in binder.cfg and binder.labels == nlp.get_pipe("binder_ner").labels
+    assert binder.trained_labels == binder.labels and binder.untrained_threshold == 0.5
     # what find-threshold does to it: both set, an error that says what to remove
     with pytest.raises(ValueError, match=r"Remove threshold_offset from \[components.binder_ner\] \(in a saved pipeline, from its config.cfg"):
         spacy.load(tmp_path / "m", config={"components": {"binder_ner": {"threshold": 0.2}}})
