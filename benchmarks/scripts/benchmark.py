@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import srsly
 import typer
@@ -355,13 +355,16 @@ def budget(row: Dict[str, Any]) -> Tuple:
 
 
 def merge_rows(
-    old: List[Dict[str, Any]], new: List[Dict[str, Any]], by_seed: bool = False
+    old: List[Dict[str, Any]], new: List[Dict[str, Any]], by_seed: bool = False, extra_keys: Sequence[str] = ()
 ) -> List[Dict[str, Any]]:
     """Replace rows of the same system and dataset (with `by_seed`: the same
-    system, seed and budget), keep the others, in order."""
+    system, seed and budget), keep the others, in order. `extra_keys` are
+    further row fields that tell rows apart (variants of one system, for
+    example), compared too."""
 
     def key(row: Dict[str, Any]) -> Tuple:
-        return (row["system"], row.get("seed"), *budget(row)) if by_seed else (row["system"], row["dataset"])
+        own = (row["system"], row.get("seed"), *budget(row)) if by_seed else (row["system"], row["dataset"])
+        return (*own, *(row.get(name) for name in extra_keys))
 
     replaced = {key(row) for row in new}
     return [row for row in old if key(row) not in replaced] + new
