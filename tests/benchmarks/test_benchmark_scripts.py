@@ -55,7 +55,9 @@ def test_overhead(trained, tmp_path):
         result["words_per_second_full"] / result["words_per_second_transformer_only"], abs=2e-3
     )
     assert result["overhead_pct"] == pytest.approx(100 * (1 - result["ratio"]), abs=0.02)
-    assert 0 < result["binder_seconds_share"] < 1
+    # binder alone is timed in its own pass: on 6 tiny docs and busy cores it
+    # can take longer than a full pass, so only its sign is certain
+    assert result["binder_seconds_share"] > 0
     assert result["device"] == "cpu"
 
 
