@@ -67,7 +67,7 @@ toy-demo: $(STAMP)
 	@echo "Test metrics:     $(DEMO)/metrics.json"
 
 test: $(STAMP)
-	$(VPY) -m pytest -ra
+	$(VPY) -m pytest -ra --durations=15
 
 test-fast: $(STAMP)
 	$(VPY) -m pytest -ra -m "not slow"
