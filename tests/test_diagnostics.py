@@ -28,7 +28,7 @@ from spacy_binder.spans import (
     SKIP_WHITESPACE_EDGE,
 )
 
-from util import offline_env
+from util import offline_env, tiny_config_with_description_encoder
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 # binder_tiny.cfg's
@@ -120,14 +120,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def description_config(corpus, minilm_path) -> Path:
     """binder_tiny.cfg with a MiniLM description encoder as the type encoder."""
-    config = Config().from_disk(CONFIGS / "binder_tiny.cfg", interpolate=False)
-    config["components"]["binder_ner"]["model"]["type_encoder"] = {
-        "@architectures": "spacy-binder.DescriptionEncoder.v1",
-        "name": minilm_path,
-    }
-    path = corpus / "binder_descriptions.cfg"
-    config.to_disk(path)
-    return path
+    return tiny_config_with_description_encoder(minilm_path, corpus / "binder_descriptions.cfg")
 
 
 def path_overrides(corpus: Path) -> dict:

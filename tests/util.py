@@ -114,6 +114,20 @@ def make_examples(
     return examples
 
 
+def tiny_config_with_description_encoder(encoder: str, path: Path) -> Path:
+    """configs/binder_tiny.cfg with a description encoder of the checkpoint
+    `encoder` instead of the label embedding, written to `path`."""
+    from thinc.api import Config
+
+    config = Config().from_disk(REPO / "configs" / "binder_tiny.cfg", interpolate=False)
+    config["components"]["binder_ner"]["model"]["type_encoder"] = {
+        "@architectures": "spacy-binder.DescriptionEncoder.v1",
+        "name": encoder,
+    }
+    config.to_disk(path)
+    return path
+
+
 def small_binder_config(text_encoder: dict, type_encoder: dict) -> dict:
     """binder_ner's config in the test pipelines: a small head over the
     given encoders, spans of at most 4 tokens."""

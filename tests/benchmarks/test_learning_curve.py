@@ -14,7 +14,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Corpus
 
 from projects import REPO, copy_project, run_project
-from util import load_script, script_path
+from util import load_script, script_path, tiny_config_with_description_encoder
 
 learning_curve = load_script("learning_curve.py")
 zero_shot = load_script("zero_shot.py")
@@ -71,14 +71,7 @@ def corpus(tmp_path: Path) -> Path:
 def tiny_description_config(tmp_path: Path, tiny_bert_path: str) -> Path:
     """The tiny config with a description encoder (tiny random BERT) instead
     of the label embedding."""
-    config = util.load_config(BINDER_TINY, interpolate=False)
-    config["components"]["binder_ner"]["model"]["type_encoder"] = {
-        "@architectures": "spacy-binder.DescriptionEncoder.v1",
-        "name": tiny_bert_path,
-    }
-    path = tmp_path / "binder_tiny_descriptions.cfg"
-    config.to_disk(path)
-    return path
+    return tiny_config_with_description_encoder(tiny_bert_path, tmp_path / "binder_tiny_descriptions.cfg")
 
 
 def run_script(name: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
