@@ -11,6 +11,7 @@ done, so a killed worker neither loses nor doubles a record.
 """
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -23,6 +24,7 @@ from .records import Record, doc_record, error_record, parse_input_row
 
 INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _JSONL_LINE = "text"  # the column ray.data.read_text gives each line in
+_BLOCK_BYTES = 8 * 1024 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +35,19 @@ class AnnotationStats:
     errors: int = 0  # records written with an error instead of annotations
     resumed: int = 0  # ids an earlier run had written, not annotated again
     repeated: int = 0  # records whose id this run had already written: skipped
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the start of the run to its last record
+    startup_seconds: float = 0.0  # until the first batch came back (actors load the pipeline)
+    first_batch: int = 0  # records in that first batch
 
     @property
     def docs_per_second(self) -> float:
         return self.written / self.seconds if self.seconds else 0.0
+
+    @property
+    def steady_docs_per_second(self) -> float:
+        """The rate once the actors are loaded: what a long run sees."""
+        seconds = self.seconds - self.startup_seconds
+        return (self.written - self.first_batch) / seconds if seconds > 0 else 0.0
 
 
 def input_format(path: Path) -> str:
@@ -200,12 +210,13 @@ def annotate(
     output = PartFolder(Path(output_path), part_size=part_size)
     done = output.written_ids()
     stats = AnnotationStats(resumed=0)
+    _quiet_ray_data(ray)
     started_here = False
     if not ray.is_initialized():
         _init_ray(ray, address, actors * cpus_per_actor, actors * gpus_per_actor)
         started_here = True
     try:
-        dataset = _read(ray, Path(input_path).resolve(), fmt_in, id_field, text_field)
+        dataset = _read(ray, Path(input_path).resolve(), fmt_in, id_field, text_field, actors)
         annotated = dataset.map_batches(
             PipelineAnnotator,
             fn_constructor_args=(pipeline,),
@@ -241,6 +252,9 @@ def annotate(
                 stats.errors += record["error"] is not None
                 records.append(record)
             output.write(records)
+            if not stats.startup_seconds:
+                stats.startup_seconds = time.perf_counter() - start
+                stats.first_batch = len(records)
             stats.written += len(records)
             if bar is not None:
                 bar.update(len(records))
@@ -296,13 +310,15 @@ def _check_pipeline_loads(pipeline: str, code_path: Optional[str]) -> None:
         raise ValueError(f"The pipeline '{pipeline}' does not load{hint}: {type(err).__name__}: {err}") from err
 
 
-def _init_ray(ray, address: Optional[str], cpus_needed: float, gpus_needed: float) -> None:
-    import ray.data
-
+def _quiet_ray_data(ray) -> None:
+    """Our one progress bar instead of Ray Data's per-operator bars and logs."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _init_ray(ray, address: Optional[str], cpus_needed: float, gpus_needed: float) -> None:
     if address is None and "RAY_ADDRESS" not in os.environ:
         # local: room for the actors and one more CPU, so the read tasks can
         # run beside a pool that takes every core (else the run deadlocks)
@@ -314,10 +330,11 @@ def _init_ray(ray, address: Optional[str], cpus_needed: float, gpus_needed: floa
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
 
-def _read(ray, path: Path, fmt: str, id_field: str, text_field: str):
+def _read(ray, path: Path, fmt: str, id_field: str, text_field: str, actors: int):
+    n_blocks = _block_count(path, actors)
     if fmt == "jsonl":
-        return ray.data.read_text(str(path), file_extensions=["jsonl", "ndjson"])
-    dataset = ray.data.read_parquet(str(path), file_extensions=["parquet"])
+        return ray.data.read_text(str(path), file_extensions=["jsonl", "ndjson"], override_num_blocks=n_blocks)
+    dataset = ray.data.read_parquet(str(path), file_extensions=["parquet"], override_num_blocks=n_blocks)
     missing = [field for field in (id_field, text_field) if field not in dataset.schema().names]
     if missing:
         raise ValueError(
@@ -325,6 +342,16 @@ def _read(ray, path: Path, fmt: str, id_field: str, text_field: str):
             f"(its columns: {', '.join(dataset.schema().names)}); set --id-field / --text-field."
         )
     return dataset.select_columns([id_field, text_field])
+
+
+def _block_count(path: Path, actors: int) -> int:
+    """Blocks of at most ~8 MiB of input, and at least 8 per actor: a block's
+    records reach the driver when the whole block is done, so small blocks
+    keep every actor busy to the end, the progress bar moving, and the work a
+    killed actor redoes short."""
+    files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+    size = sum(p.stat().st_size for p in files)
+    return max(8 * actors, math.ceil(size / _BLOCK_BYTES))
 
 
 def _progress_bar(enabled: bool):
