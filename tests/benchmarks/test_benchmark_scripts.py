@@ -128,3 +128,24 @@ def test_profile_binder(trained, tmp_path):
         assert all(0 <= share <= 1 for share in shares)
         assert sum(shares) == pytest.approx(1, abs=0.02)
     assert summary["training"]["methods_seconds"]["transformer.backward"] > 0
+
+
+def test_annotate_scaling_refuses_records_that_differ_from_nlp_pipe():
+    """The speed rows of annotate_scaling.py count only if annotate wrote
+    what nlp.pipe predicts: a missing id, a changed label or a score off by
+    more than 1e-4 stops the script."""
+    script = load_script("annotate_scaling.py")
+    expected = {0: [(0, 4, "PER", 0.9)], 1: []}
+
+    def record(doc_id, spans):
+        return {"id": doc_id, "spans": [{"start": s, "end": e, "label": l, "score": p} for s, e, l, p in spans]}
+
+    script.check_same([record(0, [(0, 4, "PER", 0.90005)]), record(1, [])], expected)
+    for wrong in (
+        [record(0, [(0, 4, "PER", 0.9)])],
+        [record(0, [(0, 4, "LOC", 0.9)]), record(1, [])],
+        [record(0, [(0, 4, "PER", 0.91)]), record(1, [])],
+        [record(0, []), record(1, [])],
+    ):
+        with pytest.raises(SystemExit):
+            script.check_same(wrong, expected)
