@@ -6,7 +6,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, List, Set
+from typing import Any, Iterable, List, Optional, Set
 
 from .records import Record
 
@@ -73,21 +73,12 @@ class PartFolder:
         """The ids of every record in the folder's complete parts."""
         ids: Set[Any] = set()
         for part in self.parts():
-            ids.update(record_id for record_id in self._read_ids(part) if record_id is not None)
+            ids.update(record["id"] for record in self._read_part(part, ["id"]) if record["id"] is not None)
         return ids
 
     def read(self) -> List[Record]:
         """Every record in the folder (for tests and small outputs)."""
-        records: List[Record] = []
-        for part in self.parts():
-            if self.format == "jsonl":
-                with part.open(encoding="utf8") as file:
-                    records.extend(json.loads(line) for line in file)
-            else:
-                import pyarrow.parquet as pq
-
-                records.extend(pq.read_table(part).to_pylist())
-        return records
+        return [record for part in self.parts() for record in self._read_part(part)]
 
     def write(self, records: Iterable[Record]) -> None:
         for record in records:
@@ -116,10 +107,11 @@ class PartFolder:
         self._parts_written += 1
         self._buffer = []
 
-    def _read_ids(self, part: Path) -> List[Any]:
+    def _read_part(self, part: Path, columns: Optional[List[str]] = None) -> List[Record]:
+        """The records of one part (Parquet: only `columns`, if given)."""
         if self.format == "jsonl":
             with part.open(encoding="utf8") as file:
-                return [json.loads(line)["id"] for line in file]
+                return [json.loads(line) for line in file]
         import pyarrow.parquet as pq
 
-        return pq.read_table(part, columns=["id"]).column("id").to_pylist()
+        return pq.read_table(part, columns=columns).to_pylist()

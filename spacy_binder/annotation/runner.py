@@ -26,8 +26,6 @@ INPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _JSONL_LINE = "text"  # the column ray.data.read_text gives each line in
 _BLOCK_BYTES = 8 * 1024 * 1024
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class AnnotationStats:
@@ -50,12 +48,16 @@ class AnnotationStats:
         return (self.written - self.first_batch) / seconds if seconds > 0 else 0.0
 
 
+def _input_files(path: Path) -> List[Path]:
+    return [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+
+
 def input_format(path: Path) -> str:
     """The format of an input file, or of the files in an input folder."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"The input '{path}' does not exist.")
-    suffixes = {p.suffix.lower() for p in path.iterdir() if p.is_file()} if path.is_dir() else {path.suffix.lower()}
+    suffixes = {p.suffix.lower() for p in _input_files(path)}
     formats = {INPUT_FORMATS.get(suffix) for suffix in suffixes}
     if len(formats) != 1 or None in formats:
         found = ", ".join(sorted(suffixes)) or "no files"
@@ -67,11 +69,7 @@ def input_format(path: Path) -> str:
 
 
 class PipelineAnnotator:
-    """The Ray Data actor: loads the pipeline once, then annotates batches.
-
-    Also usable without Ray (`annotate_rows`), which is how tests compare the
-    two paths.
-    """
+    """The Ray Data actor: loads the pipeline once, then annotates batches."""
 
     def __init__(
         self,
@@ -79,14 +77,13 @@ class PipelineAnnotator:
         *,
         input_format: str,
         output_format: str,
-        id_field: str = "id",
-        text_field: str = "text",
-        spans_key: Optional[str] = None,
-        skip_ids: Optional[Set[Any]] = None,
-        code_path: Optional[str] = None,
-        threads: Optional[int] = None,
-        use_gpu: bool = False,
-        pipe_batch_size: Optional[int] = None,
+        id_field: str,
+        text_field: str,
+        spans_key: str,
+        skip_ids: Set[Any],
+        code_path: Optional[str],
+        threads: int,
+        use_gpu: bool,
     ):
         import spacy
 
@@ -94,18 +91,16 @@ class PipelineAnnotator:
             spacy.util.import_file("annotate_code", code_path)
         if use_gpu:
             spacy.require_gpu()
-        if threads:
-            import torch
+        import torch
 
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
         self.nlp = spacy.load(pipeline)
         self.input_format = input_format
         self.output_format = output_format
         self.id_field = id_field
         self.text_field = text_field
-        self.spans_key = spans_key or _binder_spans_key(self.nlp)
-        self.skip_ids = skip_ids or set()
-        self.pipe_batch_size = pipe_batch_size
+        self.spans_key = spans_key
+        self.skip_ids = skip_ids
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -138,7 +133,7 @@ class PipelineAnnotator:
 
     def _annotate_texts(self, texts: List[str], ids: List[Any]) -> List[Record]:
         try:
-            docs = list(self.nlp.pipe(texts, batch_size=self.pipe_batch_size))
+            docs = list(self.nlp.pipe(texts))
         except Exception:
             # find the text that fails; the others still get annotated
             return [self._annotate_one(text, doc_id) for text, doc_id in zip(texts, ids)]
@@ -205,11 +200,13 @@ def annotate(
     pipeline = _resolve_pipeline(pipeline)
     if code_path:
         code_path = str(Path(code_path).resolve())
-    _check_pipeline_loads(pipeline, code_path)
+    nlp = _load_pipeline(pipeline, code_path)
+    spans_key = spans_key or _binder_spans_key(nlp)
+    del nlp
     fmt_in = input_format(Path(input_path))
     output = PartFolder(Path(output_path), part_size=part_size)
     done = output.written_ids()
-    stats = AnnotationStats(resumed=0)
+    stats = AnnotationStats(resumed=len(done))
     _quiet_ray_data(ray)
     started_here = False
     if not ray.is_initialized():
@@ -265,7 +262,6 @@ def annotate(
     finally:
         if started_here:
             ray.shutdown()
-    stats.resumed = len(done)
     if stats.repeated:
         warnings.warn(
             f"{stats.repeated} input records repeat an id that an earlier record of this run has: "
@@ -296,7 +292,7 @@ def _resolve_pipeline(pipeline: Union[str, Path]) -> str:
     )
 
 
-def _check_pipeline_loads(pipeline: str, code_path: Optional[str]) -> None:
+def _load_pipeline(pipeline: str, code_path: Optional[str]):
     """Load the pipeline here once, so that a pipeline that cannot load fails
     with spaCy's own message now, not as actors that Ray keeps restarting."""
     import spacy
@@ -304,7 +300,7 @@ def _check_pipeline_loads(pipeline: str, code_path: Optional[str]) -> None:
     if code_path:
         spacy.util.import_file("annotate_code", code_path)
     try:
-        spacy.load(pipeline)
+        return spacy.load(pipeline)
     except Exception as err:
         hint = "" if code_path else " (custom components: pass the file that registers them with --code)"
         raise ValueError(f"The pipeline '{pipeline}' does not load{hint}: {type(err).__name__}: {err}") from err
@@ -349,8 +345,7 @@ def _block_count(path: Path, actors: int) -> int:
     records reach the driver when the whole block is done, so small blocks
     keep every actor busy to the end, the progress bar moving, and the work a
     killed actor redoes short."""
-    files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
-    size = sum(p.stat().st_size for p in files)
+    size = sum(p.stat().st_size for p in _input_files(path))
     return max(8 * actors, math.ceil(size / _BLOCK_BYTES))
 
 

@@ -47,5 +47,3 @@ def annotate_cli(
         f"{stats.seconds:.1f} s, {stats.docs_per_second:.1f} docs/s"
         + (f"; {stats.resumed} ids were already written by an earlier run" if stats.resumed else "")
     )
-    if stats.repeated:
-        msg.warn(f"{stats.repeated} input records repeated an id already written and were skipped")
