@@ -1,0 +1,145 @@
+"""int8 CPU inference (`spacy_binder.int8`, `python -m spacy_binder quantize`)
+on the trained tiny-transformer pipeline of conftest."""
+import json
+import subprocess
+
+import numpy
+import pytest
+import spacy
+import torch
+from thinc.api import Config
+
+from spacy_binder.int8 import CALLBACK, Int8Transformer, hf_shims, is_int8, quantize_pipeline
+from util import LONG_DOC_SENTENCE, NESTED_DATA, install_as_package, offline_env, predictions, predictions_in_subprocess
+from util import run_python
+
+TEXTS = [text for text, _ in NESTED_DATA] + [LONG_DOC_SENTENCE, "", "Anna Berg met the University of Geneva in Paris ."]
+# int8 weights keep each output channel's values to 1/254 of its largest, and
+# activations are quantized per batch: a span probability moves by about 1e-3
+# on this pipeline. 0.02 leaves room for other CPUs' kernels and still fails
+# for a broken quantization (a wrong scale or a layer left random moves
+# scores by tenths).
+SCORE_TOLERANCE = 0.02
+# the transformer kind of conftest's trained pipelines (the CNN has no transformer)
+pytestmark = pytest.mark.parametrize("trained_pipeline", ["transformer"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def fp32_folder(trained_pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("int8") / "fp32"
+    trained_pipeline.to_disk(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_nlp(fp32_folder):
+    nlp = spacy.load(fp32_folder)
+    assert quantize_pipeline(nlp) == 2  # the transformer component and the description encoder
+    return nlp
+
+
+def all_candidates(nlp, texts):
+    """Every candidate span with its probability (threshold 0 keeps them all)."""
+    binder = nlp.get_pipe("binder_ner")
+    saved = binder.threshold
+    binder.threshold = 0.0
+    try:
+        return predictions(nlp, texts)
+    finally:
+        binder.threshold = saved
+
+
+def test_int8_replaces_every_linear_layer(int8_nlp):
+    shims = hf_shims(int8_nlp)
+    assert len(shims) == 2 and is_int8(int8_nlp)
+    for shim in shims:
+        layers = list(shim._model.modules())
+        assert not any(isinstance(layer, torch.nn.Linear) for layer in layers)
+        assert any(isinstance(layer, torch.ao.nn.quantized.dynamic.Linear) for layer in layers)
+    assert int8_nlp.config["nlp"]["after_pipeline_creation"] == {"@callbacks": CALLBACK}
+
+
+def test_int8_agrees_with_fp32(fp32_folder, int8_nlp):
+    fp32 = spacy.load(fp32_folder)
+    expected, got = all_candidates(fp32, TEXTS), all_candidates(int8_nlp, TEXTS)
+    n_candidates = 0
+    for want, have in zip(expected, got):
+        assert have["spans"] == want["spans"]  # the same candidates
+        numpy.testing.assert_allclose(have["scores"], want["scores"], atol=SCORE_TOLERANCE)
+        n_candidates += len(want["spans"])
+    assert n_candidates > 100
+    # at the default threshold: the same spans wherever fp32 is not within the tolerance of it
+    threshold = fp32.get_pipe("binder_ner").threshold
+    for want, have in zip(predictions(fp32, TEXTS), predictions(int8_nlp, TEXTS)):
+        clear = {span for span, score in zip(map(tuple, want["spans"]), want["scores"]) if score > threshold + SCORE_TOLERANCE}
+        assert clear <= set(map(tuple, have["spans"]))
+    assert any(prediction["spans"] for prediction in predictions(int8_nlp, TEXTS))
+
+
+def test_quantize_command_saves_a_pipeline_that_reloads_the_same(fp32_folder, int8_nlp, tmp_path):
+    result = run_python("-m", "spacy_binder", "quantize", str(fp32_folder), str(tmp_path / "int8"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 transformer(s) quantized" in result.stdout
+    reloaded = predictions_in_subprocess(tmp_path / "int8", TEXTS)
+    expected = predictions(int8_nlp, TEXTS)
+    assert [[tuple(span) for span in p["spans"]] for p in reloaded] == [p["spans"] for p in expected]
+    for have, want in zip(reloaded, expected):
+        numpy.testing.assert_allclose(have["scores"], want["scores"], atol=1e-6)
+    nlp = spacy.load(tmp_path / "int8")
+    assert is_int8(nlp)
+    # the saved transformer weights are int8: packed params, no fp32 matrix per Linear
+    state = hf_shims(nlp)[0]._model.state_dict()
+    assert any(key.endswith("_packed_params._packed_params") for key in state)
+
+
+def test_fp32_weights_with_the_int8_setting_load_as_int8(fp32_folder, int8_nlp, tmp_path):
+    """The config setting alone ([nlp.after_pipeline_creation], e.g. in a
+    training config) gives an int8 pipeline when the fp32 weights load."""
+    folder = tmp_path / "fp32_with_setting"
+    spacy.load(fp32_folder).to_disk(folder)
+    config = Config().from_disk(folder / "config.cfg", interpolate=False)
+    config["nlp"]["after_pipeline_creation"] = {"@callbacks": CALLBACK}
+    config.to_disk(folder / "config.cfg")
+    nlp = spacy.load(folder)
+    assert is_int8(nlp)
+    assert predictions(nlp, TEXTS) == predictions(int8_nlp, TEXTS)  # the same quantization of the same weights
+
+
+def test_int8_pipeline_refuses_training(int8_nlp):
+    from spacy.training import Example
+
+    doc = int8_nlp.make_doc("Anna Berg lives in Paris .")
+    reference = int8_nlp.make_doc("Anna Berg lives in Paris .")
+    reference.spans["sc"] = [reference.char_span(0, 9, label="PER")]
+    with pytest.raises(ValueError, match="int8, which PyTorch can run but not train"):
+        int8_nlp.update([Example(doc, reference)])
+
+
+def test_quantize_needs_the_cpu_and_a_transformer(fp32_folder, monkeypatch):
+    from util import cnn_pipeline
+
+    with pytest.raises(ValueError, match="no initialized spacy-transformers model"):
+        quantize_pipeline(cnn_pipeline())
+    nlp = spacy.load(fp32_folder)
+    monkeypatch.setattr("spacy_binder.int8.get_torch_default_device", lambda: torch.device("cuda", 0))
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        quantize_pipeline(nlp)
+    with pytest.raises(ValueError, match="runs on the CPU only"):
+        Int8Transformer.from_config(hf_shims(nlp)[0]._model.config)
+
+
+PREDICT_ALL = """
+import json, sys, spacy
+nlp = spacy.load(sys.argv[1])
+print(json.dumps([[[s.start, s.end, s.label_] for s in d.spans["sc"]] for d in nlp.pipe(json.loads(sys.argv[2]))]))
+"""
+
+
+@pytest.mark.slow
+def test_int8_pipeline_packages_and_predicts_the_same(int8_nlp, tmp_path):
+    python = install_as_package(int8_nlp, "binder_int8", tmp_path)
+    out = subprocess.run([str(python), "-c", PREDICT_ALL, "en_binder_int8", json.dumps(TEXTS)],
+                         capture_output=True, text=True, env=offline_env(), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [[tuple(span) for span in spans] for spans in got] == [p["spans"] for p in predictions(int8_nlp, TEXTS)]
