@@ -1,0 +1,167 @@
+"""int8 against fp32 on the CPU: words/s, test F (doc.ents and doc.spans, per
+type), peak memory and size on disk of one trained pipeline and its int8
+version (`spacy_binder.int8`, what `python -m spacy_binder quantize` saves).
+
+Measured where users are: the test split as documents (the corpus's own, or
+--sentences-per-doc consecutive sentences joined, as `evaluate_documents.py`
+makes them), each given to `nlp.pipe` as plain text. The int8 pipeline is saved
+and loaded back, as a user gets it. Speed protocol (fixed before the first run):
+both pipelines in one process, one warm-up pass each, then --rounds timed rounds
+alternating fp32, int8, fp32, ... on fresh docs; the best round of each counts
+and the speedup is the ratio of the two. Peak memory: each pipeline in a fresh
+process that loads it and runs the documents once (peak RSS, and RSS after
+loading).
+"""
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import spacy
+import srsly
+import typer
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from wasabi import msg
+
+import project_scripts  # noqa: F401  (project/scripts on the path)
+from benchmark import fresh_docs
+from evaluate_documents import join_documents, score
+from spacy_binder.int8 import quantize_pipeline
+
+MEASURE_MEMORY = "measure-memory"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_memory(pipeline: str, docs_path: str, sentences_per_doc: int, batch_size: int) -> None:
+    """(In a fresh process.) RSS after loading, and peak RSS over one pass."""
+    before = rss_mb()
+    nlp = spacy.load(pipeline)
+    loaded = rss_mb()
+    documents, _ = join_documents(list(DocBin().from_disk(docs_path).get_docs(nlp.vocab)), sentences_per_doc)
+    for _ in nlp.pipe([doc.text for doc in documents], batch_size=batch_size):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(srsly.json_dumps({"load_mb": round(loaded - before, 1), "peak_rss_mb": round(peak, 1)}))
+
+
+def memory_in_fresh_process(pipeline: Path, docs_path: Path, sentences_per_doc: int, batch_size: int) -> Dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, MEASURE_MEMORY, str(pipeline), str(docs_path), str(sentences_per_doc), str(batch_size)],
+        capture_output=True, text=True, check=True,
+    )
+    return srsly.json_loads(out.stdout.strip().splitlines()[-1])
+
+
+def pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def difference(int8: Any, fp32: Any) -> str:
+    return "-" if int8 is None or fp32 is None else f"{100 * (int8 - fp32):+.2f}"
+
+
+def folder_mb(path: Path) -> float:
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
+
+
+def best_seconds(pipelines: Dict[str, Language], documents: List[Doc], rounds: int, batch_size: int) -> Dict[str, float]:
+    """The alternating protocol of the module docstring."""
+
+    def run(nlp: Language) -> float:
+        docs = fresh_docs(nlp, documents)
+        start = time.perf_counter()
+        for _ in nlp.pipe(docs, batch_size=batch_size):
+            pass
+        return time.perf_counter() - start
+
+    for nlp in pipelines.values():
+        run(nlp)
+    best = {name: float("inf") for name in pipelines}
+    for _ in range(rounds):
+        for name, nlp in pipelines.items():
+            best[name] = min(best[name], run(nlp))
+    return best
+
+
+def accuracy(nlp: Language, documents: List[Doc], spans_key: str, batch_size: int) -> Dict[str, Any]:
+    scores = score(nlp, documents, batch_size)
+    row: Dict[str, Any] = {}
+    for prefix, name in (("ents", "ents"), (f"spans_{spans_key}", "spans")):
+        for metric in ("p", "r", "f"):
+            value = scores.get(f"{prefix}_{metric}")
+            row[f"{name}_{metric}"] = None if value is None else round(value, 4)
+        per_type = scores.get(f"{prefix}_per_type") or {}
+        row[f"{name}_f_per_type"] = {label: round(s["f"], 4) for label, s in sorted(per_type.items())}
+    return row
+
+
+def main(
+    model: Path = typer.Argument(..., help="Trained fp32 pipeline folder", exists=True, file_okay=False),
+    docs_path: Path = typer.Argument(..., help="Test docs (.spacy)", exists=True, dir_okay=False),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset name for the rows"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSON file for the rows", dir_okay=False),
+    sentences_per_doc: int = typer.Option(10, "--sentences-per-doc", help="Sentences per document (sentence corpora)"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per pipeline (best counts)"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="nlp.pipe batch size"),
+    spans_key: str = typer.Option("sc", "--spans-key"),
+) -> None:
+    """Print and save one row per precision (fp32, int8) for one corpus."""
+    with tempfile.TemporaryDirectory() as tmp:
+        int8_path = Path(tmp) / "int8"
+        nlp = spacy.load(model)
+        quantize_pipeline(nlp)
+        nlp.to_disk(int8_path)
+        paths = {"fp32": model, "int8": int8_path}
+        pipelines = {name: spacy.load(path) for name, path in paths.items()}
+        documents, unit = join_documents(list(DocBin().from_disk(docs_path).get_docs(pipelines["fp32"].vocab)), sentences_per_doc)
+        n_words = sum(len(doc) for doc in documents)
+        msg.info(f"{dataset}: {len(documents)} documents ({unit}), {n_words} words, {rounds} rounds")
+        seconds = best_seconds(pipelines, documents, rounds, batch_size)
+        rows = []
+        for name, nlp in pipelines.items():
+            row = {
+                "dataset": dataset,
+                "precision": name,
+                "words_per_second": round(n_words / seconds[name], 1),
+                **accuracy(nlp, documents, spans_key, batch_size),
+                **memory_in_fresh_process(paths[name], docs_path, sentences_per_doc, batch_size),
+                "disk_mb": folder_mb(paths[name]),
+                "docs": len(documents),
+                "unit": unit,
+                "words": n_words,
+                "rounds": rounds,
+                "batch_size": batch_size,
+                "torch_threads": __import__("torch").get_num_threads(),
+            }
+            rows.append(row)
+    fp32, int8 = rows
+    int8["speedup"] = round(int8["words_per_second"] / fp32["words_per_second"], 3)
+    for row in rows:
+        msg.text(
+            f"{row['precision']}: {row['words_per_second']:.0f} words/s, ents F {pct(row['ents_f'])}, "
+            f"spans F {pct(row['spans_f'])}, peak RSS {row['peak_rss_mb']:.0f} MB, {row['disk_mb']:.0f} MB on disk"
+        )
+    msg.good(
+        f"{dataset}: int8 {int8['speedup']:.2f}x the fp32 words/s; F difference "
+        f"ents {difference(int8['ents_f'], fp32['ents_f'])}, spans {difference(int8['spans_f'], fp32['spans_f'])}"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    srsly.write_json(output, rows)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == MEASURE_MEMORY:
+        measure_memory(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        typer.run(main)
