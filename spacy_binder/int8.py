@@ -14,6 +14,7 @@ training path. Train in fp32, then quantize (`python -m spacy_binder quantize`).
 """
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import torch
@@ -127,9 +128,19 @@ def hf_shims(nlp: Language) -> List[HFShim]:
     return list(shims.values())
 
 
+def _loaded_shims(nlp: Language) -> List[HFShim]:
+    """The shims that hold a Hugging Face model (initialized or loaded)."""
+    return [shim for shim in hf_shims(nlp) if shim._hfmodel.transformer is not None]
+
+
+def folder_mb(path: Path) -> float:
+    """Size of a saved pipeline folder in MB."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
 def is_int8(nlp: Language) -> bool:
     """Whether the pipeline's transformers are int8."""
-    shims = [shim for shim in hf_shims(nlp) if shim._hfmodel.transformer is not None]
+    shims = _loaded_shims(nlp)
     return bool(shims) and all(isinstance(shim._model, Int8Transformer) for shim in shims)
 
 
@@ -148,7 +159,7 @@ def quantize_pipeline(nlp: Language) -> int:
             f"an int8 pipeline needs {CALLBACK} there. Call your callback's work from elsewhere "
             "(e.g. after spacy.load) and quantize again."
         )
-    shims = [shim for shim in hf_shims(nlp) if shim._hfmodel.transformer is not None]
+    shims = _loaded_shims(nlp)
     if not shims:
         raise ValueError(
             "The pipeline has no initialized spacy-transformers model to quantize (int8 "

@@ -12,7 +12,6 @@ and the speedup is the ratio of the two. Peak memory: each pipeline in a fresh
 process that loads it and runs the documents once (peak RSS, and RSS after
 loading).
 """
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,16 @@ from typing import Any, Dict, List
 
 import spacy
 import srsly
+import torch
 import typer
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from wasabi import msg
 
 import project_scripts  # noqa: F401  (project/scripts on the path)
-from benchmark import fresh_docs
+from benchmark import fresh_docs, peak_rss_mb
 from evaluate_documents import join_documents, score
-from spacy_binder.int8 import quantize_pipeline
+from spacy_binder.int8 import folder_mb, quantize_pipeline
 
 MEASURE_MEMORY = "measure-memory"
 
@@ -51,8 +51,7 @@ def measure_memory(pipeline: str, docs_path: str, sentences_per_doc: int, batch_
     documents, _ = join_documents(list(DocBin().from_disk(docs_path).get_docs(nlp.vocab)), sentences_per_doc)
     for _ in nlp.pipe([doc.text for doc in documents], batch_size=batch_size):
         pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(srsly.json_dumps({"load_mb": round(loaded - before, 1), "peak_rss_mb": round(peak, 1)}))
+    print(srsly.json_dumps({"load_mb": round(loaded - before, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}))
 
 
 def memory_in_fresh_process(pipeline: Path, docs_path: Path, sentences_per_doc: int, batch_size: int) -> Dict[str, float]:
@@ -69,10 +68,6 @@ def pct(value) -> str:
 
 def difference(int8: Any, fp32: Any) -> str:
     return "-" if int8 is None or fp32 is None else f"{100 * (int8 - fp32):+.2f}"
-
-
-def folder_mb(path: Path) -> float:
-    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6, 1)
 
 
 def best_seconds(pipelines: Dict[str, Language], documents: List[Doc], rounds: int, batch_size: int) -> Dict[str, float]:
@@ -136,13 +131,13 @@ def main(
                 "words_per_second": round(n_words / seconds[name], 1),
                 **accuracy(nlp, documents, spans_key, batch_size),
                 **memory_in_fresh_process(paths[name], docs_path, sentences_per_doc, batch_size),
-                "disk_mb": folder_mb(paths[name]),
+                "disk_mb": round(folder_mb(paths[name]), 1),
                 "docs": len(documents),
                 "unit": unit,
                 "words": n_words,
                 "rounds": rounds,
                 "batch_size": batch_size,
-                "torch_threads": __import__("torch").get_num_threads(),
+                "torch_threads": torch.get_num_threads(),
             }
             rows.append(row)
     fp32, int8 = rows

@@ -8,12 +8,8 @@ import typer
 from spacy.cli._util import import_code
 from wasabi import msg
 
-from ..int8 import quantize_pipeline
+from ..int8 import folder_mb, quantize_pipeline
 from . import app
-
-
-def _folder_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
 @app.command("quantize")
@@ -37,4 +33,4 @@ def quantize_cli(
     except ValueError as error:
         msg.fail(str(error), exits=1)
     nlp.to_disk(output_path)
-    msg.good(f"Saved the int8 pipeline ({count} transformer(s) quantized, {_folder_mb(output_path):.0f} MB) to {output_path}")
+    msg.good(f"Saved the int8 pipeline ({count} transformer(s) quantized, {folder_mb(output_path):.0f} MB) to {output_path}")
