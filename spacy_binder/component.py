@@ -2,6 +2,7 @@
 import math
 import numbers
 import warnings
+import weakref
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from itertools import islice
@@ -14,6 +15,8 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
+from spacy_transformers import Transformer
+from spacy_transformers.layers import TransformerListener
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .descriptions import DescriptionsT, resolve_descriptions
@@ -133,6 +136,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("decision", _is_decision),
     Setting("set_ents", lambda v, s: isinstance(v, bool), "true or false"),
     Setting("set_spans", lambda v, s: isinstance(v, bool), "true or false"),
+    Setting("free_transformer_output", lambda v, s: isinstance(v, bool), "true or false"),
     Setting("unlabeled_weight", convert=float),
     Setting("ignore_overlapping_negatives"),
 )
@@ -155,6 +159,7 @@ MODEL_SETTINGS = ("projection_size", "width_embedding_size")
         "decision": "span",
         "set_ents": True,
         "set_spans": True,
+        "free_transformer_output": True,
         "loss": {"@misc": "spacy-binder.BinderLoss.v1"},
         "scorer": {"@scorers": "spacy-binder.binder_scorer.v1"},
     },
@@ -180,6 +185,7 @@ def make_binder_ner(
     decision: str,
     set_ents: bool,
     set_spans: bool,
+    free_transformer_output: bool,
     loss: LossWeights,
     scorer: Optional[Callable],
 ) -> "BinderNER":
@@ -214,6 +220,13 @@ def make_binder_ner(
         overlapping spans that share a strong boundary get through).
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
+    free_transformer_output (bool): once binder_ner has read a doc's
+        transformer output (doc._.trf_data, when its text encoder is a
+        TransformerListener), set doc._.trf_data to None, so that a doc kept
+        after `nlp(text)` holds its annotations and not the padded
+        activations of every segment (hundreds of MB for a long doc). Kept
+        anyway while a component after binder_ner listens to the same
+        transformer; set false when your own code reads doc._.trf_data.
     loss (LossWeights): weights of the loss terms, and the options for
         partially annotated data (`unlabeled_weight`,
         `ignore_overlapping_negatives`; see spacy-binder.BinderLoss.v1).
@@ -231,8 +244,10 @@ def make_binder_ner(
         decision=decision,
         set_ents=set_ents,
         set_spans=set_spans,
+        free_transformer_output=free_transformer_output,
         loss=loss,
         scorer=scorer,
+        nlp=nlp,
     )
 
 
@@ -311,8 +326,10 @@ class BinderNER(TrainablePipe):
         decision: str = "span",
         set_ents: bool = True,
         set_spans: bool = True,
+        free_transformer_output: bool = True,
         loss: Optional[LossWeights] = None,
         scorer: Optional[Callable] = binder_score,
+        nlp: Optional[Language] = None,
     ):
         self.loss_weights = loss if loss is not None else LossWeights()
         if not isinstance(self.loss_weights, LossWeights):
@@ -334,6 +351,7 @@ class BinderNER(TrainablePipe):
             decision=decision,
             set_ents=set_ents,
             set_spans=set_spans,
+            free_transformer_output=free_transformer_output,
             unlabeled_weight=self.loss_weights.unlabeled_weight,
             ignore_overlapping_negatives=self.loss_weights.ignore_overlapping_negatives,
         )
@@ -342,6 +360,8 @@ class BinderNER(TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
+        # a weak reference: the pipeline owns its components, not the reverse
+        self._nlp = weakref.ref(nlp) if nlp is not None else None
         # the model settings of the config, to check saved weights against
         self._model_settings = {key: model.attrs[key] for key in MODEL_SETTINGS}
         # (reason, label) pairs of unlearnable gold already warned about
@@ -520,7 +540,43 @@ class BinderNER(TrainablePipe):
             )
         if not any(len(doc) for doc in docs):
             return None
+        if self._listens_to_transformer():
+            self._check_transformer_output(docs)
         return self.model.predict(docs)
+
+    def _listens_to_transformer(self) -> bool:
+        return any(isinstance(node, TransformerListener) for node in self.model.walk())
+
+    def _check_transformer_output(self, docs: List[Doc]) -> None:
+        # spacy-transformers' listener reads a missing doc._.trf_data as zeros
+        # at inference: the predictions would be silently wrong
+        missing = sum(1 for doc in docs if len(doc) and doc._.trf_data is None)
+        if missing:
+            raise ValueError(
+                f"'{self.name}' listens to a transformer component, but {missing} of "
+                f"{len(docs)} docs have no transformer output (doc._.trf_data is None). "
+                "Run the transformer before it (nlp(text), or nlp.pipe), not the "
+                f"component alone on a doc that the pipeline has already processed: "
+                f"'{self.name}' frees doc._.trf_data once it has read it, unless "
+                "free_transformer_output = false."
+            )
+
+    def _frees_transformer_output(self) -> bool:
+        """Whether set_annotations drops doc._.trf_data: the setting is on,
+        binder_ner reads a transformer's output and no component after it
+        in the pipeline listens to that transformer."""
+        if not self.cfg["free_transformer_output"] or not self._listens_to_transformer():
+            return False
+        nlp = self._nlp() if self._nlp is not None else None
+        if nlp is None:
+            return True
+        names = nlp.pipe_names
+        later = set(names[names.index(self.name) + 1 :]) if self.name in names else set()
+        for _, pipe in nlp.pipeline:
+            if isinstance(pipe, Transformer) and self.name in pipe.listening_components:
+                if later.intersection(pipe.listening_components):
+                    return False
+        return True
 
     def set_annotations(self, docs: Iterable[Doc], output: Optional[BinderOutput]) -> None:
         """Write nested predictions to doc.spans[spans_key] (with a score per
@@ -556,6 +612,9 @@ class BinderNER(TrainablePipe):
                 # an untrained type's spans only fill the gaps: its scores
                 # were never calibrated against the trained types'
                 doc.ents = [spans[k] for k in greedy_flat(predicted, len(doc), fill_types=untrained)]
+        if self._frees_transformer_output():
+            for doc in docs:
+                doc._.trf_data = None
 
     # -- training -----------------------------------------------------------
 

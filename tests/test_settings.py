@@ -37,6 +37,7 @@ def test_cfg_holds_the_declared_settings():
         ({"spans_key": None}, "spans_key must be a non-empty string, got None"),
         ({"set_ents": "false"}, "set_ents must be true or false, got 'false'"),
         ({"set_ents": False, "set_spans": False}, "both outputs"),
+        ({"free_transformer_output": 1}, "free_transformer_output must be true or false, got 1"),
         ({"decision": "max"}, r"decision must be one of 'span', 'joint', got 'max': 'joint' scores"),
     ],
 )

@@ -1,0 +1,74 @@
+"""binder_ner frees the transformer output once it has read it
+(`free_transformer_output`), unless a later component listens to the same
+transformer; a doc whose output is gone is refused, not read as zeros."""
+import pytest
+from spacy_transformers.data_classes import TransformerData
+
+from util import LONG_DOC_SENTENCE, span_tuples, transformer_pipeline
+
+TEXT = "Anna Berg joined the University of Paris . " + LONG_DOC_SENTENCE
+
+
+@pytest.fixture(scope="module")
+def nlp(tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
+    nlp.get_pipe("binder_ner").add_label("PER", description="a person")
+    nlp.get_pipe("binder_ner").add_label("ORG", description="an organization")
+    nlp.initialize()
+    return nlp
+
+
+def _kept(nlp, free: bool):
+    binder = nlp.get_pipe("binder_ner")
+    before = binder.cfg["free_transformer_output"]
+    binder._set_settings(free_transformer_output=free)
+    try:
+        return nlp(TEXT)
+    finally:
+        binder._set_settings(free_transformer_output=before)
+
+
+def test_transformer_output_is_freed_by_default(nlp):
+    assert nlp.get_pipe("binder_ner").cfg["free_transformer_output"] is True
+    doc = nlp(TEXT)
+    assert doc._.trf_data is None
+    for doc in nlp.pipe([TEXT, "Paris .", ""]):
+        assert doc._.trf_data is None
+
+
+def test_freeing_changes_no_prediction(nlp):
+    freed, kept = _kept(nlp, True), _kept(nlp, False)
+    assert isinstance(kept._.trf_data, TransformerData)
+    # the activations of every segment: the memory the option gives back
+    assert kept._.trf_data.model_output.last_hidden_state.size > 0
+    assert span_tuples(freed) == span_tuples(kept)
+    assert list(freed.spans["sc"].attrs["scores"]) == list(kept.spans["sc"].attrs["scores"])
+    assert [(e.start, e.end, e.label_) for e in freed.ents] == [(e.start, e.end, e.label_) for e in kept.ents]
+
+
+def test_a_freed_doc_is_refused_not_read_as_zeros(nlp):
+    doc = nlp(TEXT)
+    with pytest.raises(ValueError, match="no transformer output.*free_transformer_output = false"):
+        nlp.get_pipe("binder_ner")(doc)
+
+
+def test_kept_for_a_later_listener(tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
+    listener = {
+        "@architectures": "spacy-transformers.TransformerListener.v1",
+        "grad_factor": 1.0,
+        "upstream": "*",
+        "pooling": {"@layers": "reduce_mean.v1"},
+    }
+    tagger_model = {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}
+    nlp.add_pipe("tagger", config={"model": tagger_model})
+    nlp.get_pipe("binder_ner").add_label("PER", description="a person")
+    nlp.get_pipe("tagger").add_label("NOUN")
+    nlp.initialize()
+    doc = nlp(TEXT)
+    # the tagger, after binder_ner, read it: it must still be there
+    assert isinstance(doc._.trf_data, TransformerData)
+    assert all(token.tag_ == "NOUN" for token in doc)
+    # with the tagger disabled, binder_ner is the last listener again
+    with nlp.select_pipes(disable=["tagger"]):
+        assert nlp(TEXT)._.trf_data is None
