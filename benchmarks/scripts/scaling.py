@@ -9,7 +9,8 @@ requested number of tokens, with a sentence start at every original sentence
 and doc boundary. Each size is measured in a fresh process so its peak memory
 is its own: load the pipeline, warm up on a small doc, reset the peak RSS
 (VmHWM, by writing "5" to /proc/self/clear_refs; plain VmHWM where that is not
-possible), then time `nlp(doc)` and read the peak again. The exponents are the
+possible), then time `nlp(doc)` and read the peak again, and what the process
+still holds (VmRSS) while the doc is kept. The exponents are the
 least-squares slopes of log(seconds) and log(peak RSS increase) against
 log(tokens), over the sizes of at least --fit-min-tokens tokens (small docs
 are dominated by fixed overhead).
@@ -106,12 +107,14 @@ def measure_one(
     doc_path: Path = typer.Argument(..., help="DocBin holding the one doc to measure", exists=True),
     result_path: Path = typer.Argument(..., help="JSON file to write the measurement to"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
+    keep_transformer_output: bool = typer.Option(False, "--keep-transformer-output", help="Load with binder_ner's free_transformer_output = false"),
 ) -> None:
     """(Internal, run in a fresh process per size.) Time one `nlp(doc)` and
-    measure the peak RSS it adds."""
+    measure the peak RSS it adds, and the RSS it leaves while the doc is kept."""
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    nlp = spacy.load(model)
+    overrides = {"components.binder_ner.free_transformer_output": False} if keep_transformer_output else {}
+    nlp = spacy.load(model, config=overrides)
     doc = next(DocBin().from_disk(doc_path).get_docs(nlp.vocab))
     n_warmup = min(WARMUP_TOKENS, len(doc))
     warmup = doc[:n_warmup]
@@ -121,11 +124,14 @@ def measure_one(
     reset_gpu_peak()
     hwm_reset = reset_peak_rss()
     before_kb = read_status_kb("VmHWM")
+    rss_before_kb = read_status_kb("VmRSS")
     start = time.perf_counter()
-    nlp(doc)
+    doc = nlp(doc)
     synchronize()
     seconds = time.perf_counter() - start
     after_kb = read_status_kb("VmHWM")
+    gc.collect()
+    retained_kb = read_status_kb("VmRSS") - rss_before_kb
     gpu_fields = {}
     if gpu_before is not None:
         gpu_fields = {"peak_gpu_increase_mb": round(gpu_peak_mb() - gpu_before, 2), "device": device_name()}
@@ -136,20 +142,25 @@ def measure_one(
             "sentences": sum(1 for _ in doc.sents),
             "seconds": round(seconds, 4),
             "peak_rss_increase_mb": round((after_kb - before_kb) / 1024, 2),
+            "retained_rss_increase_mb": round(retained_kb / 1024, 2),
             "rss_before_mb": round(before_kb / 1024, 1),
+            "free_transformer_output": "binder_ner" in nlp.pipe_names
+            and nlp.get_pipe("binder_ner").cfg.get("free_transformer_output", False),
             "hwm_reset": hwm_reset,
             **gpu_fields,
         },
     )
 
 
-def run_size(model: str, doc: Doc, gpu_id: int) -> Dict[str, Any]:
+def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool) -> Dict[str, Any]:
     """Measure one doc in a fresh process (see measure_one)."""
     with tempfile.TemporaryDirectory() as tmp:
         doc_path = Path(tmp) / "doc.spacy"
         result_path = Path(tmp) / "result.json"
         DocBin(attrs=["ORTH", "SENT_START"], docs=[doc]).to_disk(doc_path)
         cmd = [sys.executable, __file__, MEASURE_ONE, model, str(doc_path), str(result_path), "--gpu-id", str(gpu_id)]
+        if keep_transformer_output:
+            cmd.append("--keep-transformer-output")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not result_path.exists():
             msg.fail(f"Measuring {len(doc)} tokens failed (exit {proc.returncode})", proc.stderr[-3000:], exits=1)
@@ -191,6 +202,7 @@ def main(
     source: Optional[Path] = typer.Option(None, "--source", help="Docs (.spacy) whose words make the long docs", exists=True, dir_okay=False),
     fit_min_tokens: int = typer.Option(1000, "--fit-min-tokens", help="Fit the exponents on sizes >= this"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
+    keep_transformer_output: bool = typer.Option(False, "--keep-transformer-output", help="Load with binder_ner's free_transformer_output = false (as before that option)"),
 ) -> None:
     """Time and peak memory of `nlp(doc)` against doc length, with fitted
     exponents."""
@@ -198,10 +210,10 @@ def main(
     sources = source_sentences(vocab, source)
     rows = []
     for size in parse_sizes(sizes):
-        row = run_size(model, build_doc(vocab, sources, size), gpu_id)
+        row = run_size(model, build_doc(vocab, sources, size), gpu_id, keep_transformer_output)
         rows.append(row)
         gpu = f", +{row['peak_gpu_increase_mb']:.1f} MB peak GPU" if "peak_gpu_increase_mb" in row else ""
-        msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS{gpu}")
+        msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS, +{row['retained_rss_increase_mb']:.1f} MB kept with the doc{gpu}")
     if not all(row["hwm_reset"] for row in rows):
         msg.warn("Could not reset VmHWM: the memory increases are against the peak after warm-up")
     result = {
@@ -215,9 +227,12 @@ def main(
     }
     output_path.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output_path, result)
-    header = ("tokens", "sentences", "seconds", "peak RSS +MB")
-    data = [(r["tokens"], r["sentences"], f"{r['seconds']:.3f}", f"{r['peak_rss_increase_mb']:.1f}") for r in rows]
-    msg.table(data, header=header, divider=True, aligns=("r", "r", "r", "r"))
+    header = ("tokens", "sentences", "seconds", "peak RSS +MB", "kept RSS +MB")
+    data = [
+        (r["tokens"], r["sentences"], f"{r['seconds']:.3f}", f"{r['peak_rss_increase_mb']:.1f}", f"{r['retained_rss_increase_mb']:.1f}")
+        for r in rows
+    ]
+    msg.table(data, header=header, divider=True, aligns=("r", "r", "r", "r", "r"))
     msg.good(
         f"Exponents (sizes >= {fit_min_tokens} tokens): time {result['time_exponent']}, "
         f"memory {result['memory_exponent']} -> {output_path}"
