@@ -4,6 +4,7 @@ The input is the list of type descriptions in label order. The description
 encoder reads them with a transformer of its own; the label embedding
 ignores their text and learns one vector per position (label).
 """
+from functools import partial
 from typing import Any, Callable, List, Optional, Tuple
 
 import torch
@@ -26,6 +27,7 @@ def build_description_encoder(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    frozen: bool = False,
 ) -> Model[List[str], Floats2d]:
     """Encode each type description with a transformer of its own and use
     its first-token ([CLS]) vector as the type vector.
@@ -37,6 +39,11 @@ def build_description_encoder(
     transformer_config (dict): settings for the Hugging Face model.
     mixed_precision (bool): run the transformer in mixed precision.
     grad_scaler_config (dict): settings for the mixed-precision grad scaler.
+    frozen (bool): keep the checkpoint's weights: in training the
+        descriptions are read without dropout and nothing is backpropagated
+        or updated (no backward pass, no optimizer step for a second
+        transformer). The type vectors stay those of the checkpoint; the
+        head's projections still learn.
     """
     transformer = TransformerModel(
         name or "",
@@ -48,7 +55,8 @@ def build_description_encoder(
     )
     return Model(
         "binder_description_encoder",
-        description_encoder_forward,
+        # a closure, not an attr: saved attrs would override the config's value on load
+        partial(description_encoder_forward, frozen=frozen),
         init=description_encoder_init,
         layers=[transformer],
         refs={"transformer": transformer},
@@ -128,10 +136,16 @@ def description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None
 
 
 def description_encoder_forward(
-    model: Model, descriptions: List[str], is_train: bool
+    model: Model, descriptions: List[str], is_train: bool, *, frozen: bool = False
 ) -> Tuple[Floats2d, Callable]:
     transformer = model.get_ref("transformer")
     check_description_lengths(model, descriptions)
+    if frozen:
+        # predict: no dropout, no autograd graph, and no gradient, so the
+        # optimizer skips every weight of this transformer
+        output = transformer.predict(_descriptions_to_docs(model, descriptions))
+        vectors = torch2xp(output.model_output.last_hidden_state[:, 0, :].detach(), ops=model.ops)
+        return vectors, lambda d_vectors: descriptions
     output, backprop_transformer = transformer(
         _descriptions_to_docs(model, descriptions), is_train
     )

@@ -153,11 +153,18 @@ def cnn_pipeline(**component_config) -> Language:
 
 
 def transformer_pipeline(
-    model_path: str, *, window: int = 16, stride: int = 12, segments: bool = False, **component_config
+    model_path: str,
+    *,
+    window: int = 16,
+    stride: int = 12,
+    segments: bool = False,
+    frozen_descriptions: bool = False,
+    **component_config,
 ) -> Language:
     """transformer + binder_ner listening to it, with a description encoder
-    that starts from the same checkpoint. The transformer reads strided
-    windows, or with `segments` binder_ner's segments (the shipped configs)."""
+    that starts from the same checkpoint (`frozen_descriptions`: and keeps
+    its weights). The transformer reads strided windows, or with `segments`
+    binder_ner's segments (the shipped configs)."""
     nlp = spacy.blank("en")
     if segments:
         get_spans = {
@@ -175,6 +182,8 @@ def transformer_pipeline(
     }
     # name null: the checkpoint of the transformer component
     description_encoder = {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None}
+    if frozen_descriptions:
+        description_encoder["frozen"] = True
     nlp.add_pipe("binder_ner", config={**small_binder_config(listener, description_encoder), **component_config})
     return nlp
 

@@ -508,6 +508,7 @@ def run(
     descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for binder_ner", exists=True, dir_okay=False),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the gold spans"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
+    frozen_descriptions: bool = typer.Option(False, "--frozen-descriptions", help="binder_ner's description encoder keeps its checkpoint's weights (frozen = true); rows get frozen_descriptions"),
 ) -> None:
     """Train, evaluate and time each system on one corpus, one process each
     (with --seeds, once per seed)."""
@@ -544,6 +545,11 @@ def run(
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
         base["paths"]["descriptions"] = str(descriptions.resolve())
+    if frozen_descriptions:
+        type_encoder = base["components"].get("binder_ner", {}).get("model", {}).get("type_encoder", {})
+        if type_encoder.get("@architectures") != "spacy-binder.DescriptionEncoder.v1":
+            msg.fail(f"--frozen-descriptions given, but {base_config} has no description encoder to freeze", exits=1)
+        type_encoder["frozen"] = True
     old_rows = srsly.read_json(output) if output.exists() else []
     rows: List[Dict[str, Any]] = []
     for run_seed in seed_list:
@@ -563,10 +569,12 @@ def run(
             row["batch_size"] = batch_size
             row["eval_frequency"] = eval_frequency
             row["train_limit"] = train_limit
+            if frozen_descriptions and system == "binder_ner":
+                row["frozen_descriptions"] = True
             rows.append(row)
             msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
         # saved after every seed, so a later failure loses none of them
-        all_rows = merge_rows(old_rows, rows, by_seed=bool(seeds))
+        all_rows = merge_rows(old_rows, rows, by_seed=bool(seeds), extra_keys=("frozen_descriptions",))
         output.parent.mkdir(parents=True, exist_ok=True)
         srsly.write_json(output, all_rows)
         text = seeds_markdown(all_rows) + "\n" + rows_to_markdown(all_rows, with_seed=True) if seeds else rows_to_markdown(all_rows)
