@@ -162,7 +162,7 @@ def _last_logged_step(stdout: str) -> str:
 def test_project_end_to_end(tmp_path: Path) -> None:
     """`spacy project run all` for NCBI-disease and GENIA slices with the
     tiny config as each corpus's config, `demo` for CoNLL-2003 (the same
-    steps on the demo schedule), a rerun that finds nothing changed, then
+    steps on the demo schedule) and its rerun that finds nothing changed, then
     the NCBI wheel installed in a fresh venv."""
     project_dir = copy_project(tmp_path, tiny=True)
     mirror = make_mirror(tmp_path / "mirror")
@@ -182,7 +182,7 @@ def test_project_end_to_end(tmp_path: Path) -> None:
         assert _last_logged_step(result.stdout) == steps, result.stdout[-3000:]
     print("workflow seconds:", {k: round(v) for k, v in timings.items()})
     # a second run finds nothing changed (fetch only checks, report prints)
-    result = run_project(["run", "all", str(project_dir), "--vars.corpus", "genia", *TINY_VARS], mirror)
+    result = run_project(["run", "demo", str(project_dir), "--vars.corpus", "conll03", *TINY_VARS], mirror)
     assert result.returncode == 0 and result.stdout.count("nothing changed") == 5, result.stdout
     wheel = project_dir / "packages" / "en_binder_ncbi_disease-0.1.0" / "dist" / "en_binder_ncbi_disease-0.1.0-py3-none-any.whl"
     output = _install_and_load(wheel, tmp_path / "venv")
