@@ -11,6 +11,11 @@ same encoder, epochs, learning rate and batches for every trained system:
   (`unlabeled_weight`, `ignore_overlapping_negatives` of the loss block);
 - `binder_ner` trained on the gold labels: the ceiling.
 
+With --variants-only, only the binder_ner variants on distant labels are
+trained (to compare the loss options). Each trained binder_ner row also has
+`dev_gold_f`: its model-best's doc.ents F on the gold dev split, to choose
+between variants without looking at test.
+
 The distant labels of train AND dev come from the dictionary (no gold at
 training time, dev included: model selection sees distant labels too); test
 is always gold. The trained systems reuse benchmark.py (its configs, its
@@ -94,19 +99,35 @@ def binder_config(base: Dict[str, Any], max_width: int, spans_key: str, loss_opt
     return config
 
 
+def gold_f(model: Path, gold_path: Path, gpu_id: int) -> float:
+    """doc.ents F (in %) of a trained pipeline on a gold .spacy file, from plain text."""
+    import spacy
+    from spacy.tokens import DocBin
+    from spacy.training import Example
+
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(model)
+    gold = list(DocBin().from_disk(gold_path).get_docs(nlp.vocab))
+    scores = nlp.evaluate([Example(nlp.make_doc(doc.text), doc) for doc in gold])
+    return round(100 * (scores.get("ents_f") or 0.0), 2)
+
+
 def rows_to_markdown(rows: List[Dict[str, Any]], title: str) -> str:
     """A markdown table of the rows."""
     lines = [
         f"### {title}",
         "",
-        "| System | Trained on | Variant | Output scored | P | R | F | Train s |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| System | Trained on | Variant | Output scored | P | R | F | Gold dev F | Train s |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         seconds = row.get("train_seconds")
+        dev = row.get("dev_gold_f")
         lines.append(
             f"| {row['system']} | {row['labels']} labels | {row['variant']} | {row.get('output', '')} "
-            f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {'' if seconds is None else f'{seconds:.0f}'} |"
+            f"| {row['p']:.2f} | {row['r']:.2f} | **{row['f']:.2f}** | {'' if dev is None else f'{dev:.2f}'} "
+            f"| {'' if seconds is None else f'{seconds:.0f}'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -130,6 +151,7 @@ def main(
     exact_case: str = typer.Option("false", "--exact-case-abbreviations", help="true: dictionary terms without lower-case letters match only as written (see distant_labels.py)"),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of gold and labels"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
+    variants_only: bool = typer.Option(False, "--variants-only", help="Train only the binder_ner variants on distant labels (no spaCy ner, no gold ceiling)"),
 ) -> None:
     """Dictionary matcher, spaCy ner and binder_ner variants on distant labels,
     and binder_ner on gold labels, all measured on the gold test set."""
@@ -179,10 +201,11 @@ def main(
     distant_width = longest_gold_span(distant_dir / "train.spacy", spans_key)
     gold_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
     msg.info(f"Longest train mention: {distant_width} tokens (distant labels), {gold_width} (gold)")
-    runs = [("spacy_ner", "distant", "default", system_config(base, "spacy_ner", distant_width, spans_key), {})]
+    runs = [] if variants_only else [("spacy_ner", "distant", "default", system_config(base, "spacy_ner", distant_width, spans_key), {})]
     for name, options in chosen:
         runs.append(("binder_ner", "distant", name, binder_config(base, distant_width, spans_key, options), options))
-    runs.append(("binder_ner", "gold", "default", binder_config(base, gold_width, spans_key, {}), {}))
+    if not variants_only:
+        runs.append(("binder_ner", "gold", "default", binder_config(base, gold_width, spans_key, {}), {}))
     for system, labels, variant, system_cfg, options in runs:
         msg.divider(f"{system} on {labels} labels ({variant})")
         slug = variant.replace("=", "").replace("+", "_").replace(".", "")
@@ -195,6 +218,9 @@ def main(
             "system": system, "labels": labels, "variant": variant, "loss_options": options, **common,
             "max_span_width": distant_width if labels == "distant" else gold_width,
         })  # fmt: skip
+        if system == "binder_ner":
+            run_dir = work_dir / dataset / f"{system}-{labels}-{slug}"
+            row["dev_gold_f"] = gold_f(run_dir / "pipeline" / "model-best", corpus_dir / "dev.spacy", gpu_id)
         rows.append({**{key: row[key] for key in ROW_KEYS}, **row})
         msg.good(f"{system} ({labels}, {variant}): F {row['f']:.2f}, {row['train_seconds']:.0f} s training")
     output.parent.mkdir(parents=True, exist_ok=True)

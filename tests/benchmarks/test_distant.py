@@ -283,6 +283,9 @@ def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
     assert rows[0]["r"] < 100.0 and rows[0]["n_terms"] > 0
     assert rows[3]["loss_options"] == {"unlabeled_weight": 0.5, "ignore_overlapping_negatives": True}
     assert rows[1]["epochs"] == rows[4]["epochs"] == 2
+    # binder_ner rows are also scored on the gold dev split (to pick a variant)
+    assert all(0.0 <= row["dev_gold_f"] <= 100.0 for row in rows if row["system"] == "binder_ner")
+    assert "dev_gold_f" not in rows[1]
     config = util.load_config(project_dir / "training" / "distant" / "ncbi_disease" / "binder_ner-distant-unlabeled_weight05_ignore_overlapping" / "config.cfg")
     assert config["components"]["binder_ner"]["loss"]["unlabeled_weight"] == 0.5
     assert "| binder_ner | gold labels | default |" in (project_dir / "metrics" / "distant.md").read_text()
