@@ -230,12 +230,12 @@ def test_binder_variant_config_builds_with_the_loss_options() -> None:
 def test_markdown_table() -> None:
     rows = [
         {"system": "dictionary", "labels": "distant", "variant": "matcher", "output": "dictionary matches", "p": 80.0, "r": 50.0, "f": 61.54},
-        {"system": "binder_ner", "labels": "gold", "variant": "default", "output": "doc.ents", "p": 1.0, "r": 2.0, "f": 3.0, "train_seconds": 12.3},
+        {"system": "binder_ner", "labels": "gold", "variant": "default", "output": "doc.ents", "p": 1.0, "r": 2.0, "f": 3.0, "dev_gold_f": 4.567, "train_seconds": 12.3},
     ]  # fmt: skip
     lines = rows_to_markdown(rows, "T").splitlines()
     assert lines[0] == "### T"
-    assert lines[-2] == "| dictionary | distant labels | matcher | dictionary matches | 80.00 | 50.00 | **61.54** |  |"
-    assert lines[-1] == "| binder_ner | gold labels | default | doc.ents | 1.00 | 2.00 | **3.00** | 12 |"
+    assert lines[-2] == "| dictionary | distant labels | matcher | dictionary matches | 80.00 | 50.00 | **61.54** |  |  |"
+    assert lines[-1] == "| binder_ner | gold labels | default | doc.ents | 1.00 | 2.00 | **3.00** | 4.57 | 12 |"
 
 
 def test_distant_workflow_dry_run(tmp_path: Path) -> None:
