@@ -261,8 +261,15 @@ def binder_forward(
             "tokens. Use a value <= that, or retrain."
         )
     candidates = enumerate_candidates(docs, max_span_width, model.attrs["max_segment_length"])
-    token_vectors, backprop_text = model.get_ref("text_encoder")(docs, is_train)
+    text_encoder = model.get_ref("text_encoder")
+    if is_train:
+        token_vectors, backprop_text = text_encoder(docs, is_train)
+    else:  # predict keeps no backprop closure, and with it no copy of the input
+        token_vectors = text_encoder.predict(docs)
     tokens = _concatenate_token_vectors(model, docs, token_vectors, head_module.config["text_width"])
+    # an empty doc's gradient has the shape its encoder gave it, e.g. (0, 0)
+    shapes = [vectors.shape for vectors in token_vectors]
+    del token_vectors  # `tokens` may be a copy: hold one, not both
     type_vectors, backprop_types = _type_vectors(model, is_train)
     layout = (candidates.span_starts, candidates.span_ends, candidates.token_segments, candidates.n_segments)
     head = model.get_ref("head")
@@ -272,8 +279,6 @@ def binder_forward(
     else:  # at inference, with nothing to backpropagate
         scores = _score_apart(head, tokens, type_vectors, layout, untrained)
     lengths = [len(doc) for doc in docs]
-    # an empty doc's gradient has the shape its encoder gave it, e.g. (0, 0)
-    shapes = [vectors.shape for vectors in token_vectors]
 
     def backprop(d_output: BinderOutput) -> List[Doc]:
         d_tokens, d_types = backprop_head(d_output.scores)
@@ -338,6 +343,8 @@ def _concatenate_token_vectors(
         rows.append(vectors)
     if not rows:
         return model.ops.alloc2f(0, width)
+    if len(rows) == 1:  # one doc with tokens: no copy
+        return rows[0]
     return model.ops.xp.concatenate(rows, axis=0)
 
 
