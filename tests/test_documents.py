@@ -3,7 +3,9 @@ by one, with or without a sentence splitter, whatever its length.
 
 The pipeline has the shape of the shipped configs: a transformer reading
 binder_ner's segments (`spacy-binder.segment_spans.v1`), so that it sees
-each sentence alone, as in training on sentence-per-Doc corpora.
+each sentence alone, as in training on sentence-per-Doc corpora, and running
+them in length buckets (`LengthBucketedTransformer.v1`; small ones here, so
+that a document is many buckets).
 """
 import json
 import subprocess
@@ -24,7 +26,7 @@ SCORE_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def segment_pipeline(tiny_bert_path):
-    nlp = transformer_pipeline(tiny_bert_path, segments=True)
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_batch_pieces=64)
     data = [(text + " .", spans) for text, spans in NESTED_DATA]
     train(nlp, make_examples(nlp, data), 60, descriptions=DESCRIPTIONS)
     return nlp

@@ -4,7 +4,7 @@ transformer; a doc whose output is gone is refused, not read as zeros."""
 import pytest
 from spacy_transformers.data_classes import TransformerData
 
-from util import LONG_DOC_SENTENCE, span_tuples, transformer_pipeline
+from util import LONG_DOC_SENTENCE, TRANSFORMER_LISTENER, span_tuples, transformer_pipeline
 
 TEXT = "Anna Berg joined the University of Paris . " + LONG_DOC_SENTENCE
 
@@ -54,13 +54,7 @@ def test_a_freed_doc_is_refused_not_read_as_zeros(nlp):
 
 def test_kept_for_a_later_listener(tiny_bert_path):
     nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
-    listener = {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "upstream": "*",
-        "pooling": {"@layers": "reduce_mean.v1"},
-    }
-    tagger_model = {"@architectures": "spacy.Tagger.v2", "tok2vec": listener}
+    tagger_model = {"@architectures": "spacy.Tagger.v2", "tok2vec": TRANSFORMER_LISTENER}
     nlp.add_pipe("tagger", config={"model": tagger_model})
     nlp.get_pipe("binder_ner").add_label("PER", description="a person")
     nlp.get_pipe("tagger").add_label("NOUN")

@@ -152,6 +152,15 @@ def cnn_pipeline(**component_config) -> Language:
     return nlp
 
 
+# token vectors from the transformer component, as in the shipped configs
+TRANSFORMER_LISTENER = {
+    "@architectures": "spacy-transformers.TransformerListener.v1",
+    "grad_factor": 1.0,
+    "upstream": "*",
+    "pooling": {"@layers": "reduce_mean.v1"},
+}
+
+
 def transformer_pipeline(
     model_path: str,
     *,
@@ -159,12 +168,14 @@ def transformer_pipeline(
     stride: int = 12,
     segments: bool = False,
     frozen_descriptions: bool = False,
+    max_batch_pieces: Optional[int] = None,
     **component_config,
 ) -> Language:
     """transformer + binder_ner listening to it, with a description encoder
     that starts from the same checkpoint (`frozen_descriptions`: and keeps
     its weights). The transformer reads strided windows, or with `segments`
-    binder_ner's segments (the shipped configs)."""
+    binder_ner's segments (the shipped configs); with `max_batch_pieces` it
+    is the shipped configs' LengthBucketedTransformer.v1."""
     nlp = spacy.blank("en")
     if segments:
         get_spans = {
@@ -173,18 +184,15 @@ def transformer_pipeline(
         }
     else:
         get_spans = {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride}
-    nlp.add_pipe("transformer", config={"model": {"name": model_path, "get_spans": get_spans}})
-    listener = {
-        "@architectures": "spacy-transformers.TransformerListener.v1",
-        "grad_factor": 1.0,
-        "upstream": "*",
-        "pooling": {"@layers": "reduce_mean.v1"},
-    }
+    transformer_model = {"name": model_path, "get_spans": get_spans}
+    if max_batch_pieces is not None:
+        transformer_model.update({"@architectures": "spacy-binder.LengthBucketedTransformer.v1", "max_batch_pieces": max_batch_pieces})
+    nlp.add_pipe("transformer", config={"model": transformer_model})
     # name null: the checkpoint of the transformer component
     description_encoder = {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None}
     if frozen_descriptions:
         description_encoder["frozen"] = True
-    nlp.add_pipe("binder_ner", config={**small_binder_config(listener, description_encoder), **component_config})
+    nlp.add_pipe("binder_ner", config={**small_binder_config(TRANSFORMER_LISTENER, description_encoder), **component_config})
     return nlp
 
 

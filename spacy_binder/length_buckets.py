@@ -1,0 +1,177 @@
+"""Transformer inference in length buckets, with a packed output.
+
+spacy-transformers pads every span of a batch to the longest one, runs the
+Hugging Face model on all of them at once and keeps the padded output on the
+doc. With binder_ner's segments (one span per sentence) a long document is
+thousands of short spans padded to its longest sentence: most of the compute
+is padding, the activations for all spans live at once, and the output kept
+on the doc is mostly zeros (measured: 4 GB peak for a 50,000-token doc).
+
+`LengthBucketedTransformer.v1` is spacy-transformers' `TransformerModel.v3`
+(same arguments, weights and saved form) whose inference
+- runs the spans longest first, in buckets of at most `max_batch_pieces`
+  word pieces, each bucket cut to its own longest span, and
+- writes only the real word pieces: `doc._.trf_data.model_output`'s
+  `last_hidden_state` has the shape (1, n_pieces, width), the shape
+  `TransformerData.zeros` uses, and `align` indexes into it. Listeners
+  (any pooling) read it as they read the padded form: through `align`.
+Training (autograd on) runs spacy-transformers' own forward unchanged.
+"""
+from functools import partial
+from typing import Any, Callable, Dict, List
+
+import numpy
+import torch
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData
+from spacy_transformers.layers import TransformerModel
+from spacy_transformers.layers.transformer_model import forward as transformer_forward
+from thinc.api import Model, torch2xp
+from thinc.util import to_numpy
+from thinc.types import Ragged
+from transformers.file_utils import ModelOutput
+
+DEFAULT_MAX_BATCH_PIECES = 4096
+
+
+class PackedForward:
+    """The `forward` of a Hugging Face encoder that runs the rows of a padded
+    batch in length buckets and returns only the real positions: a
+    `last_hidden_state` of shape (1, n_real, width), in row-major order of
+    `attention_mask`, and the per-row `pooler_output` where the model has
+    one. Used only while `packed_inference` is active (see
+    `build_length_bucketed_transformer`)."""
+
+    def __init__(self, forward: Callable, max_batch_pieces: int):
+        self.forward = forward
+        self.max_batch_pieces = max_batch_pieces
+
+    def __call__(self, *, input_ids, attention_mask, **kwargs):
+        n_rows, width = input_ids.shape
+        real = attention_mask.bool()
+        # where each real position of the padded batch goes in the packed output
+        packed_index = torch.cumsum(real.reshape(-1), 0).reshape(real.shape) - 1
+        # a row is cut after its last real position (a prefix with right padding)
+        positions = torch.arange(1, width + 1, device=real.device)
+        ends = (real * positions).max(dim=1).values.clamp(min=1).tolist()
+        order = sorted(range(n_rows), key=lambda row: -ends[row])
+        hidden = pooled = output = None
+        start = 0
+        while start < n_rows:
+            cut = ends[order[start]]
+            rows = order[start : start + max(1, self.max_batch_pieces // cut)]
+            index = torch.tensor(rows, device=input_ids.device)
+            bucket = {"input_ids": input_ids[index, :cut], "attention_mask": attention_mask[index, :cut]}
+            for name, value in kwargs.items():
+                bucket[name] = value[index, :cut] if isinstance(value, torch.Tensor) else value
+            output = self.forward(**bucket)
+            if hidden is None:
+                hidden = output.last_hidden_state.new_empty((int(real.sum()), output.last_hidden_state.shape[-1]))
+                if getattr(output, "pooler_output", None) is not None:
+                    pooled = output.pooler_output.new_empty((n_rows, output.pooler_output.shape[-1]))
+            bucket_real = real[index, :cut]
+            hidden[packed_index[index, :cut][bucket_real]] = output.last_hidden_state[bucket_real]
+            if pooled is not None:
+                pooled[index] = output.pooler_output
+            start += len(rows)
+        fields = {"last_hidden_state": hidden.unsqueeze(0)}
+        if pooled is not None:
+            fields["pooler_output"] = pooled
+        return type(output)(**fields)
+
+
+@registry.architectures("spacy-binder.LengthBucketedTransformer.v1")
+def build_length_bucketed_transformer(
+    name: str,
+    get_spans: Callable,
+    tokenizer_config: dict = {},
+    transformer_config: dict = {},
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+    max_batch_pieces: int = DEFAULT_MAX_BATCH_PIECES,
+) -> Model[List[Doc], FullTransformerBatch]:
+    """spacy-transformers' TransformerModel.v3 (same arguments, same weights
+    and saved form) whose inference runs in length buckets and keeps only
+    the real word pieces (see the module's docstring).
+
+    max_batch_pieces (int): most word pieces (spans x the longest span) the
+        Hugging Face model reads in one call at inference; bounds the
+        activations of a long document. 4096 is spacy-transformers' default
+        `max_batch_items`.
+    """
+    if max_batch_pieces < 1:
+        raise ValueError(f"LengthBucketedTransformer max_batch_pieces must be >= 1, got {max_batch_pieces}.")
+    model = TransformerModel(
+        name,
+        get_spans=get_spans,
+        tokenizer_config=tokenizer_config,
+        transformer_config=transformer_config,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+    )
+    # a closure, not an attr: saved attrs would override the config on load
+    model._func = partial(bucketed_forward, max_batch_pieces=max_batch_pieces)
+    return model
+
+
+def bucketed_forward(model: Model, docs: List[Doc], is_train: bool, *, max_batch_pieces: int) -> Any:
+    if is_train or not model.attrs.get("has_transformer"):
+        return transformer_forward(model, docs, is_train)
+    # The Hugging Face model is replaced when weights load (initialize,
+    # from_disk, int8), so it is wrapped for this call only.
+    hf_model = model.layers[0].shims[0]._model
+    own_forward = hf_model.__dict__.get("forward")
+    hf_model.forward = PackedForward(hf_model.forward, max_batch_pieces)
+    try:
+        batch, backprop = transformer_forward(model, docs, is_train)
+    finally:
+        if own_forward is None:
+            del hf_model.forward
+        else:
+            hf_model.forward = own_forward
+    return unpadded_batch(batch), backprop
+
+
+def unpadded_batch(batch: FullTransformerBatch) -> FullTransformerBatch:
+    """The batch of a `PackedForward` call with `align` pointing into the
+    packed output, split per doc (the padded split does not apply)."""
+    real = to_numpy(batch.wordpieces.attention_mask).astype(bool)
+    packed_index = numpy.cumsum(real.reshape(-1)) - 1
+    packed = batch.model_output.last_hidden_state
+    pooled = batch.model_output.get("pooler_output")
+    # spacy-transformers' split gives each doc its wordpieces and its rows of
+    # `align` (indices into the doc's padded rows); the outputs are ours
+    n_rows = real.shape[0]
+    placeholder = ModelOutput(last_hidden_state=torch.zeros((n_rows, 0, 0)))
+    split = FullTransformerBatch(spans=batch.spans, wordpieces=batch.wordpieces, model_output=placeholder, align=batch.align)
+    doc_data: List[TransformerData] = []
+    row = position = 0
+    for doc_spans, data in zip(batch.spans, split.split_by_doc()):
+        if not doc_spans or not len(doc_spans[0]):
+            doc_data.append(data)
+            continue
+        doc_real = real[row : row + len(doc_spans)].reshape(-1)
+        doc_index = numpy.cumsum(doc_real) - 1
+        n_real = int(doc_real.sum())
+        output: Dict[str, Any] = {"last_hidden_state": torch2xp(packed[:, position : position + n_real])}
+        if pooled is not None:
+            output["pooler_output"] = torch2xp(pooled[row : row + len(doc_spans)])
+        align = data.align
+        doc_data.append(
+            TransformerData(
+                wordpieces=data.wordpieces,
+                model_output=ModelOutput(**output),
+                align=Ragged(doc_index[to_numpy(align.dataXd)].astype(align.dataXd.dtype), align.lengths),
+            )
+        )
+        row += len(doc_spans)
+        position += n_real
+    align = batch.align
+    return FullTransformerBatch(
+        spans=batch.spans,
+        wordpieces=batch.wordpieces,
+        model_output=batch.model_output,
+        align=Ragged(packed_index[to_numpy(align.dataXd)].astype(align.dataXd.dtype), align.lengths),
+        cached_doc_data=doc_data,
+    )
