@@ -32,6 +32,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
+from buckets_speed import plain_transformer_config
 from devices import device_name, gpu_allocated_mb, gpu_peak_mb, reset_gpu_peak, synchronize
 
 MEASURE_ONE = "measure-one"
@@ -108,12 +109,15 @@ def measure_one(
     result_path: Path = typer.Argument(..., help="JSON file to write the measurement to"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
     keep_transformer_output: bool = typer.Option(False, "--keep-transformer-output", help="Load with binder_ner's free_transformer_output = false"),
+    plain_transformer: bool = typer.Option(False, "--plain-transformer", help="Load the transformer as spacy-transformers' TransformerModel.v3 (no length buckets)"),
 ) -> None:
     """(Internal, run in a fresh process per size.) Time one `nlp(doc)` and
     measure the peak RSS it adds, and the RSS it leaves while the doc is kept."""
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     overrides = {"components.binder_ner.free_transformer_output": False} if keep_transformer_output else {}
+    if plain_transformer:
+        overrides.update(plain_transformer_config(model))
     nlp = spacy.load(model, config=overrides)
     doc = next(DocBin().from_disk(doc_path).get_docs(nlp.vocab))
     n_warmup = min(WARMUP_TOKENS, len(doc))
@@ -144,6 +148,7 @@ def measure_one(
             "peak_rss_increase_mb": round((after_kb - before_kb) / 1024, 2),
             "retained_rss_increase_mb": round(retained_kb / 1024, 2),
             "rss_before_mb": round(before_kb / 1024, 1),
+            "transformer": nlp.config["components"]["transformer"]["model"]["@architectures"] if "transformer" in nlp.pipe_names else None,
             "free_transformer_output": "binder_ner" in nlp.pipe_names
             and nlp.get_pipe("binder_ner").cfg.get("free_transformer_output", False),
             "hwm_reset": hwm_reset,
@@ -152,7 +157,7 @@ def measure_one(
     )
 
 
-def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool) -> Dict[str, Any]:
+def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool, plain_transformer: bool) -> Dict[str, Any]:
     """Measure one doc in a fresh process (see measure_one)."""
     with tempfile.TemporaryDirectory() as tmp:
         doc_path = Path(tmp) / "doc.spacy"
@@ -161,6 +166,8 @@ def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool) -
         cmd = [sys.executable, __file__, MEASURE_ONE, model, str(doc_path), str(result_path), "--gpu-id", str(gpu_id)]
         if keep_transformer_output:
             cmd.append("--keep-transformer-output")
+        if plain_transformer:
+            cmd.append("--plain-transformer")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not result_path.exists():
             msg.fail(f"Measuring {len(doc)} tokens failed (exit {proc.returncode})", proc.stderr[-3000:], exits=1)
@@ -203,6 +210,7 @@ def main(
     fit_min_tokens: int = typer.Option(1000, "--fit-min-tokens", help="Fit the exponents on sizes >= this"),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
     keep_transformer_output: bool = typer.Option(False, "--keep-transformer-output", help="Load with binder_ner's free_transformer_output = false (as before that option)"),
+    plain_transformer: bool = typer.Option(False, "--plain-transformer", help="Load a LengthBucketedTransformer.v1 pipeline's transformer as TransformerModel.v3 (as before length buckets)"),
 ) -> None:
     """Time and peak memory of `nlp(doc)` against doc length, with fitted
     exponents."""
@@ -210,7 +218,7 @@ def main(
     sources = source_sentences(vocab, source)
     rows = []
     for size in parse_sizes(sizes):
-        row = run_size(model, build_doc(vocab, sources, size), gpu_id, keep_transformer_output)
+        row = run_size(model, build_doc(vocab, sources, size), gpu_id, keep_transformer_output, plain_transformer)
         rows.append(row)
         gpu = f", +{row['peak_gpu_increase_mb']:.1f} MB peak GPU" if "peak_gpu_increase_mb" in row else ""
         msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS, +{row['retained_rss_increase_mb']:.1f} MB kept with the doc{gpu}")
