@@ -199,8 +199,8 @@ def transformer_pipeline(
 # The two kinds of pipeline every robustness guarantee is checked on: an
 # inline CNN with label embeddings, and the shape of every shipped pipeline:
 # a transformer component (tiny random-weight BERT) reading binder_ner's
-# segments (sentences, cut at 16 tokens here), with binder_ner listening to
-# it and a description encoder.
+# segments (sentences, cut at 16 tokens here) in length buckets (of 64 word
+# pieces here), with binder_ner listening to it and a description encoder.
 PIPELINE_KINDS = ("cnn", "transformer")
 # what the long-document checks look for at the end of a long doc
 LONG_DOC_SENTENCE = "the University of Paris hired Anna Berg ."
@@ -210,7 +210,7 @@ LONG_DOC_GOLD = [(1, 4, "ORG"), (3, 4, "LOC"), (5, 7, "PER")]
 def build_pipeline(kind: str, tiny_bert_path: str) -> Language:
     if kind == "cnn":
         return cnn_pipeline()
-    return transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
+    return transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64)
 
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
