@@ -104,8 +104,9 @@ class BinderHead(nn.Module):
             torch.full((3,), math.log(1.0 / init_temperature))
         )
 
-    # candidates scored at once when no gradient is needed
-    inference_chunk = 65536
+    # candidates scored at once when no gradient is needed (a chunk's span
+    # vectors take inference_chunk x projection_size floats)
+    inference_chunk = 16384
 
     @property
     def max_span_width(self) -> int:
