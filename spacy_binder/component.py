@@ -26,7 +26,7 @@ from .scorer import binder_score
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
 from .spans import GoldAlignment, get_gold_spans, greedy_flat
 from .torch_binder import LossWeights
-from .type_encoders import description_encoder_name, set_encoder_name
+from .type_encoders import description_encoder_name, link_shared_transformer, set_encoder_name
 
 # A candidate is predicted when its score, a probability, is above this.
 DEFAULT_THRESHOLD = 0.5
@@ -480,6 +480,7 @@ class BinderNER(TrainablePipe):
             self.cfg["descriptions"].get(label, label) for label in self.labels
         ]
         self.model.attrs["untrained_types"] = tuple(self._untrained_types())
+        self._link_shared_encoder()
         clear_type_vectors(self.model)
 
     def _untrained_types(self) -> List[int]:
@@ -542,6 +543,7 @@ class BinderNER(TrainablePipe):
             return None
         if self._listens_to_transformer():
             self._check_transformer_output(docs)
+        self._link_shared_encoder()
         return self.model.predict(docs)
 
     def _listens_to_transformer(self) -> bool:
@@ -641,6 +643,7 @@ class BinderNER(TrainablePipe):
         if not any(len(eg.predicted) for eg in examples):
             return losses
         set_dropout_rate(self.model, drop)
+        self._link_shared_encoder()
         output, backprop = self.model.begin_update([eg.predicted for eg in examples])
         gold = self._align_gold(examples, output)
         loss, d_output = self._loss_and_gradient(output, gold)
@@ -742,6 +745,7 @@ class BinderNER(TrainablePipe):
         self.cfg["trained_labels"] = list(all_labels)
         self._sync_model()
         self.resolve_description_encoder_name(nlp)
+        self._link_shared_encoder(nlp)
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
         self._sync_model()
@@ -755,13 +759,7 @@ class BinderNER(TrainablePipe):
         type_encoder = self.model.get_ref("type_encoder")
         if not type_encoder.has_ref("transformer") or description_encoder_name(type_encoder):
             return
-        from spacy_transformers import Transformer
-
-        transformers = [] if nlp is None else [
-            pipe for _, pipe in nlp.pipeline if isinstance(pipe, Transformer)
-        ]
-        listening = [t for t in transformers if self.name in t.listener_map]
-        candidates = listening or transformers
+        candidates = self._upstream_transformers(nlp)
         # no fallback to the offline MiniLM: it reads English only, and a
         # config that names no model would then train differently per machine
         if len(candidates) != 1:
@@ -776,6 +774,23 @@ class BinderNER(TrainablePipe):
                 "which needs no transformer."
             )
         set_encoder_name(type_encoder, candidates[0].model.attrs["name"])
+
+    def _upstream_transformers(self, nlp: Optional[Language]) -> List[Transformer]:
+        """The transformer components this one listens to, else all of the
+        pipeline's (the listeners are linked only once the pipeline is built)."""
+        transformers = [] if nlp is None else [pipe for _, pipe in nlp.pipeline if isinstance(pipe, Transformer)]
+        return [t for t in transformers if self.name in t.listener_map] or transformers
+
+    def _link_shared_encoder(self, nlp: Optional[Language] = None) -> None:
+        """Give a shared description encoder (SharedDescriptionEncoder.v1) the
+        model of the transformer component it reads the descriptions with."""
+        type_encoder = self.model.get_ref("type_encoder")
+        if not type_encoder.attrs.get("shares_transformer"):
+            return
+        if nlp is None and self._nlp is not None:
+            nlp = self._nlp()
+        candidates = self._upstream_transformers(nlp)
+        link_shared_transformer(type_encoder, candidates[0].model if len(candidates) == 1 else None)
 
     def _warn_skipped(self, skipped: Dict[str, Counter], where: str) -> None:
         """Warn about gold mentions left out of the loss, once per reason and

@@ -11,11 +11,13 @@ import torch
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy.vocab import Vocab
-from spacy_transformers.data_classes import FullTransformerBatch
+from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
 from spacy_transformers.layers import TransformerModel
+from spacy_transformers.layers.transformer_model import huggingface_tokenize
 from spacy_transformers.span_getters import get_doc_spans
 from thinc.api import Model, glorot_uniform_init, torch2xp, xp2torch
 from thinc.types import Floats2d
+from transformers.file_utils import ModelOutput
 from transformers.modeling_outputs import BaseModelOutput
 
 
@@ -95,10 +97,11 @@ def description_piece_limit(tokenizer: Any, hf_config: Any) -> int:
     return int(min(tokenizer.model_max_length, getattr(hf_config, "max_position_embeddings", 10**9)))
 
 
-def check_description_lengths(model: Model, descriptions: List[str]) -> None:
-    """Raise if a description would be truncated by the transformer."""
+def check_description_lengths(model: Model, descriptions: List[str], transformer: Optional[Model] = None) -> None:
+    """Raise if a description would be truncated by the transformer (the
+    encoder's own, or the given TransformerModel)."""
     checked = model.attrs["checked_descriptions"]
-    transformer = model.get_ref("transformer")
+    transformer = transformer if transformer is not None else model.get_ref("transformer")
     tokenizer = transformer.tokenizer
     limit = description_piece_limit(tokenizer, transformer.transformer.config)
     for text in descriptions:
@@ -163,6 +166,79 @@ def description_encoder_forward(
                 align=output.align,
             )
         )
+        return descriptions
+
+    return vectors, backprop
+
+
+@registry.architectures("spacy-binder.SharedDescriptionEncoder.v1")
+def build_shared_description_encoder() -> Model[List[str], Floats2d]:
+    """Encode each type description with the transformer component that
+    binder_ner's text encoder listens to, and use its first-token ([CLS])
+    vector as the type vector: one transformer reads the text and the
+    descriptions, is trained by both, and is saved once. binder_ner links
+    it (`link_shared_transformer`); it has no weights of its own.
+    """
+    return Model(
+        "binder_shared_description_encoder",
+        shared_description_encoder_forward,
+        init=shared_description_encoder_init,
+        dims={"nO": None},
+        attrs={
+            "reads_descriptions": True,
+            "shares_transformer": True,
+            # the transformer component's TransformerModel, set by binder_ner
+            # (an object attr, so never serialized)
+            "transformer": None,
+            "checked_descriptions": set(),
+        },
+    )
+
+
+def link_shared_transformer(model: Model, transformer: Optional[Model]) -> None:
+    """Give a shared description encoder the TransformerModel it reads with."""
+    if model.attrs.get("transformer") is not transformer:
+        model.attrs["transformer"] = transformer
+        model.attrs["checked_descriptions"] = set()
+
+
+def _shared_transformer(model: Model) -> Model:
+    transformer = model.attrs.get("transformer")
+    if transformer is None:
+        raise ValueError(
+            "spacy-binder.SharedDescriptionEncoder.v1 reads the descriptions with the "
+            "transformer component that binder_ner listens to, but binder_ner found none. "
+            "Add a `transformer` component before binder_ner and make its text encoder a "
+            "TransformerListener, or use spacy-binder.DescriptionEncoder.v1 with a name."
+        )
+    if not transformer.attrs.get("has_transformer"):
+        raise ValueError(
+            "The transformer component that binder_ner's shared description encoder "
+            "reads with is not initialized: initialize the pipeline (nlp.initialize) first."
+        )
+    return transformer
+
+
+def shared_description_encoder_init(model: Model, X: Optional[List[str]] = None, Y=None):
+    model.set_dim("nO", _shared_transformer(model).get_dim("nO"), force=True)
+
+
+def shared_description_encoder_forward(
+    model: Model, descriptions: List[str], is_train: bool
+) -> Tuple[Floats2d, Callable]:
+    transformer = _shared_transformer(model)
+    check_description_lengths(model, descriptions, transformer)
+    encoding = huggingface_tokenize(transformer.tokenizer, descriptions)
+    # the Hugging Face layer of the TransformerModel: word pieces in, model
+    # output out, without the span getter (a description is one window)
+    output, backprop_transformer = transformer.layers[0](WordpieceBatch.from_batch_encoding(encoding), is_train)
+    hidden = output.last_hidden_state
+    vectors = torch2xp(hidden[:, 0, :].detach(), ops=model.ops)
+
+    def backprop(d_vectors: Floats2d) -> List[str]:
+        d_hidden = torch.zeros_like(hidden)
+        d_hidden[:, 0, :] = xp2torch(d_vectors, device=hidden.device)
+        backprop_transformer(ModelOutput(last_hidden_state=d_hidden))
         return descriptions
 
     return vectors, backprop

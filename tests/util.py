@@ -168,12 +168,14 @@ def transformer_pipeline(
     stride: int = 12,
     segments: bool = False,
     frozen_descriptions: bool = False,
+    shared_descriptions: bool = False,
     max_batch_pieces: Optional[int] = None,
+    listener: dict = TRANSFORMER_LISTENER,
     **component_config,
 ) -> Language:
     """transformer + binder_ner listening to it, with a description encoder
     that starts from the same checkpoint (`frozen_descriptions`: and keeps
-    its weights). The transformer reads strided windows, or with `segments`
+    its weights; `shared_descriptions`: the transformer component itself). The transformer reads strided windows, or with `segments`
     binder_ner's segments (the shipped configs); with `max_batch_pieces` it
     is the shipped configs' LengthBucketedTransformer.v1."""
     nlp = spacy.blank("en")
@@ -192,7 +194,9 @@ def transformer_pipeline(
     description_encoder = {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None}
     if frozen_descriptions:
         description_encoder["frozen"] = True
-    nlp.add_pipe("binder_ner", config={**small_binder_config(TRANSFORMER_LISTENER, description_encoder), **component_config})
+    if shared_descriptions:
+        description_encoder = {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"}
+    nlp.add_pipe("binder_ner", config={**small_binder_config(listener, description_encoder), **component_config})
     return nlp
 
 

@@ -354,6 +354,21 @@ def budget(row: Dict[str, Any]) -> Tuple:
     return tuple(row.get(key, BUDGET_DEFAULTS.get(key)) for key in BUDGET_KEYS)
 
 
+def set_description_encoder(config: Dict[str, Any], kind: str, source: Path) -> None:
+    """binder_ner's description encoder as `kind`: 'frozen' (the config's
+    DescriptionEncoder.v1 keeping its checkpoint's weights) or 'shared'
+    (SharedDescriptionEncoder.v1, reading with the transformer component)."""
+    model = config["components"].get("binder_ner", {}).get("model", {})
+    if model.get("type_encoder", {}).get("@architectures") != "spacy-binder.DescriptionEncoder.v1":
+        msg.fail(f"--description-encoder {kind} given, but {source} has no description encoder", exits=1)
+    if kind == "frozen":
+        model["type_encoder"]["frozen"] = True
+    elif kind == "shared":
+        model["type_encoder"] = {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"}
+    else:
+        msg.fail(f"--description-encoder must be 'config', 'frozen' or 'shared', got {kind!r}", exits=1)
+
+
 def merge_rows(
     old: List[Dict[str, Any]], new: List[Dict[str, Any]], by_seed: bool = False, extra_keys: Sequence[str] = ()
 ) -> List[Dict[str, Any]]:
@@ -508,7 +523,7 @@ def run(
     descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for binder_ner", exists=True, dir_okay=False),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the gold spans"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
-    frozen_descriptions: bool = typer.Option(False, "--frozen-descriptions", help="binder_ner's description encoder keeps its checkpoint's weights (frozen = true); rows get frozen_descriptions"),
+    description_encoder: str = typer.Option("config", "--description-encoder", help="binder_ner's description encoder: 'config' (as the config has it), 'frozen' (DescriptionEncoder.v1 with frozen = true) or 'shared' (SharedDescriptionEncoder.v1: the transformer component reads the descriptions); other than 'config', rows get description_encoder"),
 ) -> None:
     """Train, evaluate and time each system on one corpus, one process each
     (with --seeds, once per seed)."""
@@ -545,11 +560,8 @@ def run(
         if "descriptions" not in base.get("paths", {}):
             msg.fail(f"--descriptions given, but {base_config} has no paths.descriptions to set", exits=1)
         base["paths"]["descriptions"] = str(descriptions.resolve())
-    if frozen_descriptions:
-        type_encoder = base["components"].get("binder_ner", {}).get("model", {}).get("type_encoder", {})
-        if type_encoder.get("@architectures") != "spacy-binder.DescriptionEncoder.v1":
-            msg.fail(f"--frozen-descriptions given, but {base_config} has no description encoder to freeze", exits=1)
-        type_encoder["frozen"] = True
+    if description_encoder != "config":
+        set_description_encoder(base, description_encoder, base_config)
     old_rows = srsly.read_json(output) if output.exists() else []
     rows: List[Dict[str, Any]] = []
     for run_seed in seed_list:
@@ -569,12 +581,12 @@ def run(
             row["batch_size"] = batch_size
             row["eval_frequency"] = eval_frequency
             row["train_limit"] = train_limit
-            if frozen_descriptions and system == "binder_ner":
-                row["frozen_descriptions"] = True
+            if description_encoder != "config" and system == "binder_ner":
+                row["description_encoder"] = description_encoder
             rows.append(row)
             msg.good(f"{system}: F {row['f']:.2f}, {row['train_seconds']:.0f} s training, {row['words_per_second']:.0f} words/s")
         # saved after every seed, so a later failure loses none of them
-        all_rows = merge_rows(old_rows, rows, by_seed=bool(seeds), extra_keys=("frozen_descriptions",))
+        all_rows = merge_rows(old_rows, rows, by_seed=bool(seeds), extra_keys=("description_encoder",))
         output.parent.mkdir(parents=True, exist_ok=True)
         srsly.write_json(output, all_rows)
         text = seeds_markdown(all_rows) + "\n" + rows_to_markdown(all_rows, with_seed=True) if seeds else rows_to_markdown(all_rows)

@@ -1,0 +1,117 @@
+"""A shared description encoder (`SharedDescriptionEncoder.v1`): the type
+vectors come from the transformer component binder_ner listens to, which the
+descriptions train too; the pipeline holds one transformer."""
+import numpy
+import pytest
+import spacy
+import torch
+
+from spacy_binder.model import clear_type_vectors
+from util import DESCRIPTIONS, NESTED_DATA, TRANSFORMER_LISTENER, cnn_pipeline, make_examples, predictions
+from util import predictions_in_subprocess, transformer_pipeline, update
+
+TEXTS = [text for text, _ in NESTED_DATA] + ["Anna Berg met the University of Geneva in Paris ."]
+
+
+def shared_pipeline(tiny_bert_path, **settings):
+    return transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64, shared_descriptions=True, **settings)
+
+
+def initialized(nlp):
+    examples = make_examples(nlp, NESTED_DATA)
+    nlp.config["initialize"]["components"]["binder_ner"] = {"descriptions": DESCRIPTIONS}
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 0.003
+    return nlp, examples, optimizer
+
+
+def hf_model(nlp):
+    return nlp.get_pipe("transformer").model.layers[0].shims[0]._model
+
+
+def cls_vectors(nlp, texts):
+    """[CLS] outputs of the transformer component's own model."""
+    tokenizer = nlp.get_pipe("transformer").model.tokenizer
+    model = hf_model(nlp).eval()
+    with torch.no_grad():
+        return model(**tokenizer(texts, return_tensors="pt", padding=True)).last_hidden_state[:, 0, :].numpy()
+
+
+def test_type_vectors_are_the_transformer_components_cls_outputs(tiny_bert_path):
+    nlp, _, _ = initialized(shared_pipeline(tiny_bert_path))
+    binder = nlp.get_pipe("binder_ner")
+    type_encoder = binder.model.get_ref("type_encoder")
+    assert type_encoder.attrs["transformer"] is nlp.get_pipe("transformer").model
+    descriptions = [DESCRIPTIONS[label] for label in binder.labels]
+    numpy.testing.assert_allclose(type_encoder.predict(descriptions), cls_vectors(nlp, descriptions), atol=1e-5)
+    # no second transformer: binder_ner's model has no shim of its own but the head's
+    assert [node.name for node in binder.model.walk() if node.shims] == ["pytorch"]
+
+
+def test_descriptions_train_the_shared_transformer(tiny_bert_path):
+    """With the text encoder's gradient off (grad_factor 0), only the
+    descriptions can move the transformer's weights."""
+    listener = {**TRANSFORMER_LISTENER, "grad_factor": 0.0}
+    nlp, examples, optimizer = initialized(shared_pipeline(tiny_bert_path, listener=listener))
+    before = {name: param.detach().clone() for name, param in hf_model(nlp).named_parameters()}
+    for _ in range(3):
+        update(nlp, examples, optimizer)
+    changed = [name for name, param in hf_model(nlp).named_parameters() if not bool((before[name] == param).all())]
+    assert len(changed) > len(before) // 2
+    # and the cached type vectors follow the new weights
+    binder = nlp.get_pipe("binder_ner")
+    descriptions = [DESCRIPTIONS[label] for label in binder.labels]
+    numpy.testing.assert_allclose(binder.model.get_ref("type_encoder").predict(descriptions), cls_vectors(nlp, descriptions), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_folder(tiny_bert_path, tmp_path_factory):
+    nlp, examples, optimizer = initialized(shared_pipeline(tiny_bert_path))
+    for _ in range(40):
+        update(nlp, examples, optimizer)
+    folder = tmp_path_factory.mktemp("shared") / "pipeline"
+    nlp.to_disk(folder)
+    return folder
+
+
+def test_saved_once_and_reloaded_the_same(trained_folder, tiny_bert_path):
+    nlp = spacy.load(trained_folder)
+    expected = predictions(nlp, TEXTS)
+    assert any(prediction["spans"] for prediction in expected)
+    got = predictions_in_subprocess(trained_folder, TEXTS)
+    for have, want in zip(got, expected):
+        assert list(map(tuple, have["spans"])) == want["spans"]
+        numpy.testing.assert_allclose(have["scores"], want["scores"], atol=1e-5)
+    # binder_ner's file holds the head only: far smaller than the transformer's
+    binder_bytes = (trained_folder / "binder_ner" / "model").stat().st_size
+    transformer_bytes = (trained_folder / "transformer" / "model").stat().st_size
+    assert binder_bytes < transformer_bytes / 5
+    separate, _, _ = initialized(transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16))
+    assert len(separate.get_pipe("binder_ner").to_bytes()) > transformer_bytes / 2
+
+
+def test_add_label_reads_the_new_description_with_the_transformer(trained_folder):
+    nlp = spacy.load(trained_folder)
+    expected = predictions(nlp, TEXTS)
+    binder = nlp.get_pipe("binder_ner")
+    binder.add_label("CITY", description="a city or a town")
+    binder.threshold = 0.0
+    binder.untrained_threshold = 0.0
+    assert any(span[2] == "CITY" for prediction in predictions(nlp, TEXTS) for span in prediction["spans"])
+    binder.threshold = binder.untrained_threshold = 0.5
+    got = predictions(nlp, TEXTS)
+    for have, want in zip(got, expected):  # the trained types' predictions are kept
+        old = [(span, score) for span, score in zip(map(tuple, have["spans"]), have["scores"]) if span[2] != "CITY"]
+        assert old == list(zip(map(tuple, want["spans"]), want["scores"]))
+    clear_type_vectors(binder.model)
+
+
+def test_without_a_transformer_component_the_error_says_so():
+    nlp = cnn_pipeline(model={
+        "@architectures": "spacy-binder.BinderModel.v1",
+        "text_encoder": {"@architectures": "spacy.HashEmbedCNN.v2", "width": 32, "depth": 1, "embed_size": 100,
+                         "window_size": 1, "maxout_pieces": 2, "subword_features": True, "pretrained_vectors": None},
+        "type_encoder": {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"},
+    })
+    with pytest.raises(ValueError, match="SharedDescriptionEncoder.v1 reads the descriptions with the transformer component"):
+        nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
