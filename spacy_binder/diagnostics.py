@@ -38,7 +38,7 @@ from .spans import (
     enumerate_candidates,
     get_gold_spans,
 )
-from .type_encoders import description_encoder_name, description_piece_limit
+from .type_encoders import description_piece_limit
 
 # Fewer train mentions than this is little to learn a type from (the
 # threshold `spacy debug data` uses for a new NER or spancat label).
@@ -348,13 +348,21 @@ def _description_report(
         without_description=[label for label in labels if label not in given],
         for_unknown_labels=[label for label in given if label not in labels],
     )
-    if not report.reads_descriptions or not type_encoder.has_ref("transformer"):
+    shared = type_encoder.attrs.get("shares_transformer", False)
+    if not report.reads_descriptions or not (shared or type_encoder.has_ref("transformer")):
         return report
     try:
-        # name = null: the checkpoint of the transformer, as initialize resolves it
-        pipe.resolve_description_encoder_name(nlp)
-        report.encoder_name = description_encoder_name(type_encoder)
-        tokenizer, max_pieces = _encoder_tokenizer(type_encoder.get_ref("transformer"))
+        if shared:  # the transformer component reads the descriptions
+            upstream = pipe._upstream_transformers(nlp)
+            if len(upstream) != 1:
+                raise ValueError(f"the shared description encoder needs one transformer component, found {len(upstream)}")
+            transformer = upstream[0].model
+        else:
+            # name = null: the checkpoint of the transformer, as initialize resolves it
+            pipe.resolve_description_encoder_name(nlp)
+            transformer = type_encoder.get_ref("transformer")
+        report.encoder_name = transformer.attrs["name"]
+        tokenizer, max_pieces = _encoder_tokenizer(transformer)
     except (OSError, ValueError) as error:
         report.encoder_error = f"The description encoder's tokenizer could not be loaded: {error}"
         return report

@@ -176,6 +176,16 @@ def test_every_defect_is_counted_per_label(corpus, description_config):
     assert len(report.errors) == 1 and "PROTEIN (602)" in report.errors[0]
 
 
+def test_a_shared_description_encoder_is_checked_with_the_transformers_tokenizer(corpus, minilm_path, tmp_path):
+    config = Config().from_disk(CONFIGS / "binder_minilm.cfg", interpolate=False)
+    config["components"]["binder_ner"]["model"]["type_encoder"] = {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"}
+    config.to_disk(tmp_path / "shared.cfg")
+    (report,) = diagnose_config(tmp_path / "shared.cfg", {**path_overrides(corpus), "paths.encoder": minilm_path})
+    descriptions = report.descriptions
+    assert descriptions.encoder_name == minilm_path and descriptions.max_pieces == 512
+    assert descriptions.too_long == {"PROTEIN": TOO_LONG_PIECES}
+
+
 def test_the_label_embedding_reads_no_descriptions(corpus):
     (report,) = diagnose_config(CONFIGS / "binder_tiny.cfg", path_overrides(corpus))
     assert not report.descriptions.reads_descriptions
