@@ -10,8 +10,8 @@ import torch
 from thinc.api import Config
 
 from spacy_binder.int8 import CALLBACK, Int8Transformer, hf_shims, is_int8, quantize_pipeline
-from util import LONG_DOC_SENTENCE, NESTED_DATA, install_as_package, offline_env, predictions, predictions_in_subprocess
-from util import run_python
+from util import LONG_DOC_SENTENCE, NESTED_DATA, install_as_package, make_examples, offline_env, predictions
+from util import predictions_in_subprocess, run_python, transformer_pipeline
 
 TEXTS = [text for text, _ in NESTED_DATA] + [LONG_DOC_SENTENCE, "", "Anna Berg met the University of Geneva in Paris ."]
 # int8 weights keep each output channel's values to 1/254 of its largest, and
@@ -34,7 +34,7 @@ def fp32_folder(trained_pipeline, tmp_path_factory):
 @pytest.fixture(scope="module")
 def int8_nlp(fp32_folder):
     nlp = spacy.load(fp32_folder)
-    assert quantize_pipeline(nlp) == 2  # the transformer component and the description encoder
+    assert quantize_pipeline(nlp) == 1  # the transformer component, which reads the descriptions too
     return nlp
 
 
@@ -51,12 +51,19 @@ def all_candidates(nlp, texts):
 
 def test_int8_replaces_every_linear_layer(int8_nlp):
     shims = hf_shims(int8_nlp)
-    assert len(shims) == 2 and is_int8(int8_nlp)
+    assert len(shims) == 1 and is_int8(int8_nlp)
     for shim in shims:
         layers = list(shim._model.modules())
         assert not any(isinstance(layer, torch.nn.Linear) for layer in layers)
         assert any(isinstance(layer, torch.ao.nn.quantized.dynamic.Linear) for layer in layers)
     assert int8_nlp.config["nlp"]["after_pipeline_creation"] == {"@callbacks": CALLBACK}
+
+
+def test_a_description_encoder_of_its_own_is_quantized_too(trained_pipeline, tiny_bert_path):
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
+    nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+    assert quantize_pipeline(nlp) == 2 and is_int8(nlp)
+    assert any(isinstance(node.shims[0]._model, Int8Transformer) for node in nlp.get_pipe("binder_ner").model.walk() if node.shims and hasattr(node.shims[0], "_hfmodel"))
 
 
 def test_int8_agrees_with_fp32(fp32_folder, int8_nlp):
@@ -79,7 +86,7 @@ def test_int8_agrees_with_fp32(fp32_folder, int8_nlp):
 def test_quantize_command_saves_a_pipeline_that_reloads_the_same(fp32_folder, int8_nlp, tmp_path):
     result = run_python("-m", "spacy_binder", "quantize", str(fp32_folder), str(tmp_path / "int8"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 transformer(s) quantized" in result.stdout
+    assert "1 transformer(s) quantized" in result.stdout
     reloaded = predictions_in_subprocess(tmp_path / "int8", TEXTS)
     expected = predictions(int8_nlp, TEXTS)
     assert [[tuple(span) for span in p["spans"]] for p in reloaded] == [p["spans"] for p in expected]

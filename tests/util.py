@@ -204,7 +204,8 @@ def transformer_pipeline(
 # inline CNN with label embeddings, and the shape of every shipped pipeline:
 # a transformer component (tiny random-weight BERT) reading binder_ner's
 # segments (sentences, cut at 16 tokens here) in length buckets (of 64 word
-# pieces here), with binder_ner listening to it and a description encoder.
+# pieces here), with binder_ner listening to it (chunked pooling) and reading
+# the descriptions with it (the shared description encoder).
 PIPELINE_KINDS = ("cnn", "transformer")
 # what the long-document checks look for at the end of a long doc
 LONG_DOC_SENTENCE = "the University of Paris hired Anna Berg ."
@@ -214,7 +215,11 @@ LONG_DOC_GOLD = [(1, 4, "ORG"), (3, 4, "LOC"), (5, 7, "PER")]
 def build_pipeline(kind: str, tiny_bert_path: str) -> Language:
     if kind == "cnn":
         return cnn_pipeline()
-    return transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64)
+    return transformer_pipeline(
+        tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64,
+        listener={**TRANSFORMER_LISTENER, "@architectures": "spacy-binder.TransformerListener.v1", "chunk_tokens": 8},
+        shared_descriptions=True,
+    )
 
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
