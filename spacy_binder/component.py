@@ -16,7 +16,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from spacy_transformers import Transformer
-from spacy_transformers.layers import TransformerListener
+from spacy_transformers.layers import TransformerListener, TransformerModel
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .descriptions import DescriptionsT, resolve_descriptions
@@ -783,14 +783,20 @@ class BinderNER(TrainablePipe):
 
     def _link_shared_encoder(self, nlp: Optional[Language] = None) -> None:
         """Give a shared description encoder (SharedDescriptionEncoder.v1) the
-        model of the transformer component it reads the descriptions with."""
+        transformer the text encoder reads with: the transformer component it
+        listens to, or its own copy after `nlp.replace_listeners`."""
         type_encoder = self.model.get_ref("type_encoder")
         if not type_encoder.attrs.get("shares_transformer"):
             return
-        if nlp is None and self._nlp is not None:
-            nlp = self._nlp()
-        candidates = self._upstream_transformers(nlp)
-        link_shared_transformer(type_encoder, candidates[0].model if len(candidates) == 1 else None)
+        text_encoder = self.model.get_ref("text_encoder")
+        inline = [node for node in text_encoder.walk() if isinstance(node, TransformerModel)]
+        if self._listens_to_transformer() or not inline:
+            if nlp is None and self._nlp is not None:
+                nlp = self._nlp()
+            candidates = self._upstream_transformers(nlp)
+            link_shared_transformer(type_encoder, candidates[0].model if len(candidates) == 1 else None)
+        else:
+            link_shared_transformer(type_encoder, inline[0])
 
     def _warn_skipped(self, skipped: Dict[str, Counter], where: str) -> None:
         """Warn about gold mentions left out of the loss, once per reason and

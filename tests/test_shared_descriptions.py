@@ -8,6 +8,7 @@ import torch
 
 from spacy_binder.model import clear_type_vectors
 from util import DESCRIPTIONS, NESTED_DATA, TRANSFORMER_LISTENER, cnn_pipeline, make_examples, predictions
+from util import small_binder_config
 from util import predictions_in_subprocess, transformer_pipeline, update
 
 TEXTS = [text for text, _ in NESTED_DATA] + ["Anna Berg met the University of Geneva in Paris ."]
@@ -115,3 +116,25 @@ def test_without_a_transformer_component_the_error_says_so():
     })
     with pytest.raises(ValueError, match="SharedDescriptionEncoder.v1 reads the descriptions with the transformer component"):
         nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+
+
+def test_an_inline_transformer_text_encoder_reads_the_descriptions(tiny_bert_path):
+    """With a transformer inside the text encoder (Tok2VecTransformer, no
+    transformer component), that transformer reads the descriptions."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("binder_ner", config=small_binder_config(
+        {"@architectures": "spacy-transformers.Tok2VecTransformer.v3", "name": tiny_bert_path,
+         "get_spans": {"@span_getters": "spacy-binder.segment_spans.v1", "max_length": 16},
+         "tokenizer_config": {"use_fast": True}, "pooling": {"@layers": "reduce_mean.v1"}},
+        {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"},
+    ))
+    nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+    binder = nlp.get_pipe("binder_ner")
+    inline = binder.model.get_ref("type_encoder").attrs["transformer"]
+    assert any(node is inline for node in binder.model.get_ref("text_encoder").walk())
+    tokenizer = inline.tokenizer
+    model = inline.layers[0].shims[0]._model.eval()
+    with torch.no_grad():
+        expected = model(**tokenizer(["a person"], return_tensors="pt")).last_hidden_state[:, 0, :].numpy()
+    numpy.testing.assert_allclose(binder.model.get_ref("type_encoder").predict(["a person"]), expected, atol=1e-5)
+    assert len(nlp("Anna Berg visited Paris .")) == 5  # and it predicts
