@@ -670,7 +670,9 @@ class BinderNER(TrainablePipe):
         return gold
 
     def _loss_and_gradient(self, output: BinderOutput, gold: GoldAlignment) -> Tuple[float, BinderOutput]:
-        loss, d_scores = binder_loss_and_gradient(self.model, output, gold.spans, gold.types, self.loss_weights)
+        loss, d_scores = binder_loss_and_gradient(
+            self.model, output, gold.spans, gold.types, self.loss_weights, annotated=gold.annotated
+        )
         return loss, BinderOutput(candidates=output.candidates, scores=d_scores)
 
     def finish_update(self, sgd: Optimizer) -> None:
@@ -793,6 +795,11 @@ class BinderNER(TrainablePipe):
         if self._listens_to_transformer() or not inline:
             if nlp is None and self._nlp is not None:
                 nlp = self._nlp()
+            if nlp is None and type_encoder.attrs.get("transformer") is not None:
+                # sourced into another pipeline (spacy train with `source`):
+                # the pipeline it was built in is gone, the link made there
+                # still holds the transformer sourced with it
+                return
             candidates = self._upstream_transformers(nlp)
             link_shared_transformer(type_encoder, candidates[0].model if len(candidates) == 1 else None)
         else:

@@ -142,12 +142,15 @@ def binder_loss_and_gradient(
     gold_spans: Ints1d,
     gold_types: Ints1d,
     weights: LossWeights,
+    annotated: Optional[numpy.ndarray] = None,
 ) -> Tuple[float, BinderScores]:
     """The BINDER loss of a batch (see `torch_binder.binder_loss`) and its
     gradient with respect to the scores, as xp arrays for `backprop`.
 
     gold_spans (Ints1d): candidate index of each gold mention.
     gold_types (Ints1d): type index of each gold mention.
+    annotated (Optional[ndarray[n_segments, n_types]]): False where a
+        segment's doc is not annotated for a type (see new_types).
     """
     candidates = output.candidates
     leaves = [xp2torch(score, requires_grad=True) for score in output.scores]
@@ -165,6 +168,7 @@ def binder_loss_and_gradient(
         gold_spans=index(gold_spans),
         gold_types=index(gold_types),
         weights=weights,
+        annotated=None if annotated is None else torch.as_tensor(annotated, device=device),
     )
     loss.backward()
     d_scores = BinderScores(

@@ -18,6 +18,7 @@ from spacy.pipeline import Sentencizer
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
+from .new_types import annotated_rows
 from .torch_binder import END, SPAN, START, BinderScores
 
 # Longest segment, in tokens: the "no entity here" anchor pools at most this
@@ -160,6 +161,9 @@ class GoldAlignment:
     spans: numpy.ndarray
     types: numpy.ndarray
     skipped: Dict[str, Counter]
+    # [n_segments, n_types]: False where the segment's doc is not annotated
+    # for the type (see new_types); None when all are
+    annotated: Optional[numpy.ndarray] = None
 
 
 SKIP_MISALIGNED = "do not align with the predicted tokens"
@@ -222,7 +226,19 @@ def align_gold(
         numpy.stack([candidates, numpy.asarray(types, dtype="int64")], axis=1),
         axis=0,
     ).reshape(-1, 2)
-    return GoldAlignment(spans=pairs[:, 0], types=pairs[:, 1], skipped=skipped)
+    annotated = annotated_rows(
+        [eg.reference for eg in examples], list(label_index), doc_first_segments(batch), batch.n_segments
+    )
+    return GoldAlignment(spans=pairs[:, 0], types=pairs[:, 1], skipped=skipped, annotated=annotated)
+
+
+def doc_first_segments(batch: CandidateBatch) -> numpy.ndarray:
+    """Index of the first segment of each doc, and n_segments last."""
+    segments = batch.token_segments
+    if not len(segments):
+        return numpy.zeros(len(batch.doc_offsets), dtype="int64")
+    segment_starts = numpy.flatnonzero(numpy.r_[True, segments[1:] != segments[:-1]])
+    return numpy.searchsorted(segment_starts, batch.doc_offsets, side="left")
 
 
 DECISIONS = ("span", "joint")

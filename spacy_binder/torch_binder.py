@@ -291,6 +291,7 @@ def contrastive_losses(
     *,
     unlabeled_weight: float = 1.0,
     ignored: Optional[Tensor] = None,
+    annotated: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """The two BINDER losses for one level (start, end or span).
 
@@ -310,8 +311,11 @@ def contrastive_losses(
         scaled by it in every denominator (1.0: the plain loss).
     ignored (Optional[Tensor[n, n_types]]): True where a non-gold item is left
         out of the negatives altogether.
+    annotated (Optional[Tensor[n_segments, n_types]]): False where the
+        segment's doc is not annotated for the type: its threshold row is
+        left out (its unlabelled items say nothing about the type).
     RETURNS (Tuple[Tensor, Tensor]): mean gold loss (0 without gold mentions)
-        and mean threshold loss over all (segment, type) rows.
+        and mean threshold loss over the annotated (segment, type) rows.
     """
     not_negative = is_gold if ignored is None else is_gold | ignored
     negatives = scores.masked_fill(not_negative, float("-inf"))
@@ -321,8 +325,11 @@ def contrastive_losses(
     negatives_lse = segment_logsumexp(negatives, segments, anchors.shape[0])
     # log-sum-exp over the anchor and the negatives, per (segment, type)
     denominator = torch.logaddexp(anchors, negatives_lse)
+    threshold_rows = denominator - anchors
+    if annotated is not None:
+        threshold_rows = threshold_rows[annotated]
     threshold_loss = (
-        (denominator - anchors).mean() if anchors.numel() else scores.sum() * 0.0
+        threshold_rows.mean() if threshold_rows.numel() else scores.sum() * 0.0
     )
     if gold_rows.numel():
         gold_scores = scores[gold_rows, gold_types]
@@ -362,6 +369,7 @@ def binder_loss(
     gold_spans: Tensor,
     gold_types: Tensor,
     weights: LossWeights,
+    annotated: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Dict[str, float]]:
     """The full BINDER training loss of a batch.
 
@@ -370,6 +378,9 @@ def binder_loss(
     gold_types (Tensor[n_gold]): type index of each gold mention.
     weights (LossWeights): term weights, and the options for partially
         annotated data (`unlabeled_weight`, `ignore_overlapping_negatives`).
+    annotated (Optional[Tensor[n_segments, n_types]]): False where a
+        segment's doc is not annotated for a type (None: annotated for all);
+        those (segment, type) threshold rows are left out of the loss.
     RETURNS (Tuple[Tensor, Dict[str, float]]): the scalar loss and its parts.
     """
     n_types = scores.span.shape[1]
@@ -409,6 +420,7 @@ def binder_loss(
             gold_types,
             unlabeled_weight=weights.unlabeled_weight,
             ignored=ignored,
+            annotated=annotated,
         )
         total = total + level_weight * (
             weights.gold * gold_loss + weights.threshold * threshold_loss

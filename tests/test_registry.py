@@ -16,6 +16,17 @@ REGISTERED = {
     "spacy_scorers": {"spacy-binder.binder_scorer.v1": "spacy_binder.scorer:make_binder_scorer"},
     "spacy_misc": {"spacy-binder.BinderLoss.v1": "spacy_binder.model:make_binder_loss"},
     "spacy_span_getters": {"spacy-binder.segment_spans.v1": "spacy_binder.span_getters:configure_segment_spans"},
+    "spacy_callbacks": {
+        "spacy-binder.add_types.v1": "spacy_binder.new_types:make_add_types_callback",
+        "spacy-binder.int8_transformers.v1": "spacy_binder.int8:make_int8_callback",
+    },
+    "spacy_readers": {
+        "spacy-binder.BratCorpus.v1": "spacy_binder.corpora.readers:create_brat_reader",
+        "spacy-binder.IOBCorpus.v1": "spacy_binder.corpora.readers:create_iob_reader",
+        "spacy-binder.NewTypesCorpus.v1": "spacy_binder.new_types:create_new_types_corpus",
+        "spacy-binder.SpansJsonlCorpus.v1": "spacy_binder.corpora.readers:create_spans_jsonl_reader",
+        "spacy-binder.TokenJsonlCorpus.v1": "spacy_binder.corpora.readers:create_token_jsonl_reader",
+    },
 }
 
 
@@ -36,6 +47,10 @@ assert "spacy_binder" not in sys.modules
 for name in {architectures}:
     assert callable(registry.architectures.get(name)), name
 assert callable(registry.scorers.get("spacy-binder.binder_scorer.v1")())
+for name in {readers}:
+    assert callable(registry.readers.get(name)), name
+for name in {callbacks}:
+    assert callable(registry.callbacks.get(name)), name
 weights = registry.misc.get("spacy-binder.BinderLoss.v1")()
 assert (weights.gold, weights.threshold, weights.span) == (0.5, 0.5, 0.6)
 from spacy_transformers.util import registry as trf_registry
@@ -46,7 +61,11 @@ pipe = nlp.add_pipe("binder_ner")
 assert type(pipe).__name__ == "BinderNER"
 assert spacy.registry.factories.get("binder_ner") is not None
 print("ok")
-""".format(architectures=sorted(REGISTERED["spacy_architectures"]))
+""".format(
+        architectures=sorted(REGISTERED["spacy_architectures"]),
+        readers=sorted(REGISTERED["spacy_readers"]),
+        callbacks=sorted(REGISTERED["spacy_callbacks"]),
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")

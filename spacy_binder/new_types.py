@@ -1,0 +1,167 @@
+"""Adding entity types to a trained pipeline with `spacy train`.
+
+The new types' examples are usually annotated for the new types only: there,
+a span without a label may well be one of the old types, so it must not
+teach the old types' "no entity here" anchors anything. A reference doc
+says which labels its gold is complete for through `doc.user_data`:
+
+- ANNOTATED_LABELS: only these labels are annotated (the new data);
+- MISSING_LABELS: every label but these is annotated (the pipeline's own
+  training data, mixed in so that the old types are rehearsed).
+
+binder_ner leaves the (segment, type) threshold rows of the labels a doc is
+not annotated for out of its loss; gold mentions always count.
+`spacy-binder.NewTypesCorpus.v1` sets the marks, `spacy-binder.add_types.v1`
+adds the new types to the sourced component before training
+(`configs/binder_add_types.cfg`).
+"""
+import random
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Corpus, Example
+from spacy.util import registry
+
+from .descriptions import read_descriptions
+
+ANNOTATED_LABELS = "binder_ner.annotated_labels"
+MISSING_LABELS = "binder_ner.missing_labels"
+
+def annotated_label_set(doc: Doc, labels: Sequence[str]) -> Optional[set]:
+    """The labels of `labels` the doc's gold is complete for, or None when
+    it is complete for all of them (no mark)."""
+    annotated = doc.user_data.get(ANNOTATED_LABELS)
+    missing = doc.user_data.get(MISSING_LABELS)
+    if annotated is None and missing is None:
+        return None
+    if annotated is not None and missing is not None:
+        raise ValueError(
+            f"A reference doc has both {ANNOTATED_LABELS!r} and {MISSING_LABELS!r} "
+            "in doc.user_data: mark it with one (the labels it is annotated for, "
+            "or the labels it is not)."
+        )
+    if annotated is not None:
+        return set(_label_list(annotated, ANNOTATED_LABELS)) & set(labels)
+    return set(labels) - set(_label_list(missing, MISSING_LABELS))
+
+
+def _label_list(value: object, key: str) -> List[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"doc.user_data[{key!r}] must be a list of labels, got {value!r}.")
+    return list(value)
+
+
+def annotated_rows(
+    references: Sequence[Doc], labels: Sequence[str], doc_first_segments: numpy.ndarray, n_segments: int
+) -> Optional[numpy.ndarray]:
+    """Per (segment, type): whether the segment's doc is annotated for the
+    type. None when every doc is annotated for every type.
+
+    doc_first_segments (ndarray[n_docs + 1]): first segment of each doc, and
+        the number of segments last.
+    """
+    sets = [annotated_label_set(doc, labels) for doc in references]
+    if all(found is None for found in sets):
+        return None
+    rows = numpy.ones((n_segments, len(labels)), dtype=bool)
+    for i, found in enumerate(sets):
+        if found is not None:
+            rows[doc_first_segments[i] : doc_first_segments[i + 1]] = [label in found for label in labels]
+    return rows
+
+
+def _new_type_labels(new_types: Union[str, Path, Dict[str, str]]) -> List[str]:
+    labels = list(read_descriptions(new_types))
+    if not labels:
+        raise ValueError(f"No new types in {new_types!r}: give a JSON object of label -> description.")
+    return labels
+
+
+@registry.readers("spacy-binder.NewTypesCorpus.v1")
+def create_new_types_corpus(
+    path: Optional[Path],
+    new_types: Optional[Path],
+    rehearsal_path: Optional[Path] = None,
+    rehearsal_limit: int = 0,
+    seed: int = 0,
+    gold_preproc: bool = False,
+    max_length: int = 0,
+) -> Callable[[Language], Iterator[Example]]:
+    """Training data for adding types, read as spacy.Corpus.v1 reads it:
+    `path` (.spacy) annotated for the new types only, then, when given,
+    `rehearsal_path` (.spacy), the pipeline's own training data (annotated
+    for every old type, not for the new ones).
+
+    new_types (Path): JSON file of the new types: label -> description (the
+        file `spacy-binder.add_types.v1` reads).
+    rehearsal_limit (int): at most this many rehearsal docs, drawn at random
+        with `seed` (0: all of them).
+    """
+    if path is None or new_types is None:
+        raise ValueError(
+            "spacy-binder.NewTypesCorpus.v1 needs `path` (the new types' examples, .spacy) "
+            "and `new_types` (JSON: label -> description): set paths.train and paths.new_types."
+        )
+    labels = _new_type_labels(new_types)
+    if rehearsal_limit < 0:
+        raise ValueError(f"rehearsal_limit must be >= 0 (0: all), got {rehearsal_limit}.")
+    new_corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length)
+    old_corpus = Corpus(rehearsal_path, gold_preproc=gold_preproc, max_length=max_length) if rehearsal_path else None
+
+    def read(nlp: Language) -> Iterator[Example]:
+        n_new = 0
+        for eg in new_corpus(nlp):
+            eg.reference.user_data[ANNOTATED_LABELS] = list(labels)
+            n_new += 1
+            yield eg
+        if not n_new:
+            raise ValueError(f"The new types' corpus {path} has no examples.")
+        if old_corpus is None:
+            return
+        old = list(old_corpus(nlp))
+        if rehearsal_limit and len(old) > rehearsal_limit:
+            old = random.Random(seed).sample(old, rehearsal_limit)
+        for eg in old:
+            eg.reference.user_data[MISSING_LABELS] = list(labels)
+            yield eg
+
+    return read
+
+
+@registry.callbacks("spacy-binder.add_types.v1")
+def make_add_types_callback(
+    new_types: Union[str, Path], component: str = "binder_ner", base_model: Optional[str] = None
+) -> Callable[[Language], Language]:
+    """`[initialize.before_init]` of a config whose binder_ner is sourced
+    from a trained pipeline: add every type of `new_types` (JSON: label ->
+    description) with its description. `base_model` (the trained pipeline)
+    also copies its tokenizer and vocab, as spacy.copy_from_base_model.v1.
+    """
+    descriptions = read_descriptions(new_types)
+    _new_type_labels(descriptions)
+    copy_base = registry.callbacks.get("spacy.copy_from_base_model.v1")(base_model, base_model) if base_model else None
+
+    def add_types(nlp: Language) -> Language:
+        if copy_base is not None:
+            copy_base(nlp)
+        # component_names: spacy train disables sourced components here
+        if component not in nlp.component_names:
+            raise ValueError(
+                f"spacy-binder.add_types.v1: no component {component!r} in the pipeline "
+                f"{nlp.component_names}; set `component` to the binder_ner component's name."
+            )
+        pipe = nlp.get_pipe(component)
+        already = [label for label in descriptions if label in pipe.labels]
+        if already:
+            raise ValueError(
+                f"spacy-binder.add_types.v1: {already} are already types of {component!r}; "
+                "new_types must list new types only (fine-tuning existing types needs no add_types)."
+            )
+        for label, text in descriptions.items():
+            pipe.add_label(label, description=text)
+        return nlp
+
+    return add_types

@@ -1,0 +1,205 @@
+"""Adding types to a trained pipeline with spacy train: docs annotated for
+some labels only train only those labels' "no entity here" rows, and
+configs/binder_add_types.cfg fine-tunes a trained pipeline with new types."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+import srsly
+import torch
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
+from spacy.util import fix_random_seed
+
+from spacy_binder.new_types import (
+    ANNOTATED_LABELS, MISSING_LABELS, annotated_label_set, create_new_types_corpus, make_add_types_callback,
+)  # fmt: skip
+from spacy_binder.spans import align_gold, enumerate_candidates
+from spacy_binder.torch_binder import BinderScores, LossWeights, binder_loss
+from util import DESCRIPTIONS, NESTED_DATA, make_examples, offline_env, train, transformer_pipeline
+
+CONFIG = Path(__file__).parent.parent / "configs" / "binder_add_types.cfg"
+LABELS = ["LOC", "ORG", "PER"]
+DATE = "A calendar date: a day, a month or a year."
+# (words, gold): a sentence with a date, the date its only annotation
+DATE_DATA = [
+    ("Anna Berg came to Oslo in May 2020", [(5, 6, "DATE"), (6, 7, "DATE")]),
+    ("the Bank of Rome opened on 4 June", [(5, 7, "DATE")]),
+    ("in 1999 the University of Paris hired her", [(1, 2, "DATE")]),
+]
+
+
+def docs_with_sentences(vocab, sentences) -> Doc:
+    words = [w for s in sentences for w in s.split()]
+    doc = Doc(vocab, words=words, sent_starts=[i == 0 for s in sentences for i, _ in enumerate(s.split())])
+    return doc
+
+
+def test_a_doc_says_which_labels_it_is_annotated_for():
+    vocab = spacy.blank("en").vocab
+    doc = Doc(vocab, words=["a", "b"])
+    assert annotated_label_set(doc, LABELS) is None
+    doc.user_data[ANNOTATED_LABELS] = ["PER", "DATE"]  # DATE: not a label of this component
+    assert annotated_label_set(doc, LABELS) == {"PER"}
+    del doc.user_data[ANNOTATED_LABELS]
+    doc.user_data[MISSING_LABELS] = ["PER"]
+    assert annotated_label_set(doc, LABELS) == {"LOC", "ORG"}
+    doc.user_data[ANNOTATED_LABELS] = ["PER"]
+    with pytest.raises(ValueError, match="both"):
+        annotated_label_set(doc, LABELS)
+    doc = Doc(vocab, words=["a"], user_data={MISSING_LABELS: "PER"})
+    with pytest.raises(ValueError, match="list of labels"):
+        annotated_label_set(doc, LABELS)
+
+
+def test_alignment_marks_the_rows_of_each_docs_segments():
+    nlp = spacy.blank("en")
+    # doc 0: two sentences (two segments), annotated for PER only;
+    # doc 1: one sentence, no mark; doc 2: empty; doc 3: missing ORG
+    docs = [
+        docs_with_sentences(nlp.vocab, ["Anna Berg left .", "She came back ."]),
+        docs_with_sentences(nlp.vocab, ["Oslo is cold ."]),
+        Doc(nlp.vocab, words=[]),
+        docs_with_sentences(nlp.vocab, ["the Bank of Rome ."]),
+    ]
+    references = [doc.copy() for doc in docs]
+    references[0].user_data[ANNOTATED_LABELS] = ["PER"]
+    references[3].user_data[MISSING_LABELS] = ["ORG"]
+    examples = [Example(doc, ref) for doc, ref in zip(docs, references)]
+    batch = enumerate_candidates(docs, max_span_width=3)
+    assert batch.n_segments == 4
+    gold = align_gold(examples, batch, {label: i for i, label in enumerate(LABELS)}, "sc", 3)
+    expected = numpy.array(
+        [[False, False, True], [False, False, True], [True, True, True], [True, False, True]]
+    )
+    numpy.testing.assert_array_equal(gold.annotated, expected)
+    unmarked = [Example(doc, doc.copy()) for doc in docs]
+    assert align_gold(unmarked, batch, {label: i for i, label in enumerate(LABELS)}, "sc", 3).annotated is None
+
+
+def test_unannotated_rows_give_their_items_no_gradient():
+    """Two segments, two types: type 1 is not annotated in segment 0, so no
+    item of segment 0 gets a gradient in type 1's column, while every other
+    (segment, type) still trains; with every row annotated, they all do."""
+    generator = torch.Generator().manual_seed(0)
+    n_tokens, n_types = 6, 2
+    token_segments = torch.tensor([0, 0, 0, 1, 1, 1])
+    starts = torch.tensor([0, 0, 1, 3, 3, 4])
+    ends = torch.tensor([0, 1, 1, 3, 4, 4])
+    span_segments = token_segments[starts]
+
+    def gradients(annotated):
+        scores = BinderScores(
+            start=torch.randn(n_tokens, n_types, generator=generator).requires_grad_(),
+            end=torch.randn(n_tokens, n_types, generator=generator).requires_grad_(),
+            span=torch.randn(len(starts), n_types, generator=generator).requires_grad_(),
+            anchor=torch.randn(2, 3, n_types, generator=generator).requires_grad_(),
+        )
+        loss, _ = binder_loss(
+            scores, token_segments=token_segments, span_starts=starts, span_ends=ends, span_segments=span_segments,
+            gold_spans=torch.tensor([1]), gold_types=torch.tensor([0]), weights=LossWeights(), annotated=annotated,
+        )  # fmt: skip
+        loss.backward()
+        return scores
+
+    masked = gradients(torch.tensor([[True, False], [True, True]]))
+    assert torch.all(masked.span.grad[:3, 1] == 0) and torch.all(masked.start.grad[:3, 1] == 0)
+    assert torch.all(masked.anchor.grad[0, :, 1] == 0)
+    assert torch.all(masked.span.grad[3:, 1] != 0) and torch.all(masked.span.grad[:, 0] != 0)
+    full = gradients(None)
+    assert torch.all(full.span.grad[:3, 1] != 0)
+
+
+def write_docbin(nlp, data, path: Path, spans_key="sc") -> Path:
+    docs = [eg.reference for eg in make_examples(nlp, data, spans_key=spans_key)]
+    DocBin(docs=docs, store_user_data=True).to_disk(path)
+    return path
+
+
+def test_new_types_corpus_marks_new_and_rehearsal_examples(tmp_path):
+    nlp = spacy.blank("en")
+    new_types = tmp_path / "new_types.json"
+    srsly.write_json(new_types, {"DATE": DATE})
+    new = write_docbin(nlp, DATE_DATA, tmp_path / "new.spacy")
+    old = write_docbin(nlp, NESTED_DATA, tmp_path / "old.spacy")
+    examples = list(create_new_types_corpus(new, new_types, rehearsal_path=old, rehearsal_limit=2)(nlp))
+    assert len(examples) == len(DATE_DATA) + 2
+    for eg in examples[: len(DATE_DATA)]:
+        assert eg.reference.user_data[ANNOTATED_LABELS] == ["DATE"]
+        assert annotated_label_set(eg.reference, LABELS + ["DATE"]) == {"DATE"}
+    for eg in examples[len(DATE_DATA) :]:
+        assert annotated_label_set(eg.reference, LABELS + ["DATE"]) == set(LABELS)
+    assert len(list(create_new_types_corpus(new, new_types, rehearsal_path=old)(nlp))) == len(DATE_DATA) + len(NESTED_DATA)
+    with pytest.raises(ValueError, match="new_types"):
+        create_new_types_corpus(new, None)
+    empty = tmp_path / "empty.spacy"
+    DocBin().to_disk(empty)
+    with pytest.raises(ValueError, match="no examples"):
+        list(create_new_types_corpus(empty, new_types)(nlp))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert_path, tmp_path_factory):
+    """A transformer pipeline (the shipped shape) trained on LOC, ORG and
+    PER, saved, with a folder of corpora for adding DATE."""
+    fix_random_seed(0)
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, shared_descriptions=True)
+    train(nlp, make_examples(nlp, NESTED_DATA), 20, descriptions=DESCRIPTIONS)
+    folder = tmp_path_factory.mktemp("add_types")
+    nlp.to_disk(folder / "trained")
+    srsly.write_json(folder / "new_types.json", {"DATE": DATE})
+    write_docbin(nlp, DATE_DATA, folder / "new.spacy")
+    write_docbin(nlp, NESTED_DATA, folder / "old.spacy")
+    write_docbin(nlp, NESTED_DATA + DATE_DATA, folder / "dev.spacy")
+    return folder
+
+
+def test_add_types_callback_adds_the_new_types_only(trained):
+    nlp = spacy.load(trained / "trained")
+    add_types = make_add_types_callback(trained / "new_types.json")
+    add_types(nlp)
+    binder = nlp.get_pipe("binder_ner")
+    assert list(binder.labels) == LABELS + ["DATE"]
+    assert binder.descriptions["DATE"] == DATE
+    assert "DATE" not in binder.trained_labels
+    with pytest.raises(ValueError, match="already types"):
+        add_types(nlp)
+    with pytest.raises(ValueError, match="no component 'ner'"):
+        make_add_types_callback(trained / "new_types.json", component="ner")(spacy.load(trained / "trained"))
+
+
+@pytest.mark.slow
+def test_spacy_train_adds_a_type_and_the_result_reloads(trained, tmp_path, tiny_bert_path):
+    """configs/binder_add_types.cfg as documented: both components sourced,
+    DATE added by its description, trained on DATE-only docs with the old
+    data rehearsed; the saved pipeline has the old and the new labels, DATE
+    trained, and predicts after a reload in a fresh process."""
+    output = tmp_path / "added"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(output),
+            "--paths.pipeline", str(trained / "trained"), "--paths.new_types", str(trained / "new_types.json"),
+            "--paths.train", str(trained / "new.spacy"), "--paths.dev", str(trained / "dev.spacy"),
+            "--paths.rehearsal", str(trained / "old.spacy"),
+            "--training.max_steps", "6", "--training.eval_frequency", "3", "--training.batcher.size", "200",
+        ],
+        capture_output=True, text=True, env=offline_env(), timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    script = (
+        "import json, sys, spacy\n"
+        "nlp = spacy.load(sys.argv[1])\n"
+        "binder = nlp.get_pipe('binder_ner')\n"
+        "doc = nlp('Anna Berg came to Oslo in May 2020')\n"
+        "print(json.dumps({'labels': list(binder.labels), 'trained': list(binder.trained_labels),\n"
+        "    'date': binder.descriptions['DATE'], 'scores': len(doc.spans['sc'].attrs['scores']) == len(doc.spans['sc'])}))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script, str(output / "model-last")], capture_output=True, text=True, env=offline_env()
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    state = srsly.json_loads(loaded.stdout.strip().splitlines()[-1])
+    assert state == {"labels": LABELS + ["DATE"], "trained": LABELS + ["DATE"], "date": DATE, "scores": True}
