@@ -16,6 +16,7 @@ adds the new types to the sourced component before training
 (`configs/binder_add_types.cfg`).
 """
 import random
+import weakref
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -92,13 +93,15 @@ def create_new_types_corpus(
 ) -> Callable[[Language], Iterator[Example]]:
     """Training data for adding types, read as spacy.Corpus.v1 reads it:
     `path` (.spacy) annotated for the new types only, then, when given,
-    `rehearsal_path` (.spacy), the pipeline's own training data (annotated
-    for every old type, not for the new ones).
+    `rehearsal_path` (.spacy), the pipeline's own training data, taken to be
+    annotated for every label but the new ones (after a second round of
+    adding types, give it the gold of the first round's types too).
 
     new_types (Path): JSON file of the new types: label -> description (the
         file `spacy-binder.add_types.v1` reads).
-    rehearsal_limit (int): at most this many rehearsal docs, drawn at random
-        with `seed` (0: all of them).
+    rehearsal_limit (int): at most this many rehearsal docs, one sample
+        drawn with `seed` (0: all of them); spacy train reads the corpus
+        once and shuffles new and rehearsal docs together each epoch.
     """
     if path is None or new_types is None:
         raise ValueError(
@@ -162,6 +165,10 @@ def make_add_types_callback(
             )
         for label, text in descriptions.items():
             pipe.add_label(label, description=text)
+        # sourced: the component still points at the pipeline it was loaded
+        # in; link it to this one (its transformer reads the descriptions)
+        pipe._nlp = weakref.ref(nlp)
+        pipe._link_shared_encoder(nlp)
         return nlp
 
     return add_types

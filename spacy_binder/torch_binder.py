@@ -313,7 +313,8 @@ def contrastive_losses(
         out of the negatives altogether.
     annotated (Optional[Tensor[n_segments, n_types]]): False where the
         segment's doc is not annotated for the type: its threshold row is
-        left out (its unlabelled items say nothing about the type).
+        left out and a gold mention there competes with the anchor alone
+        (the row's unlabelled items say nothing about the type).
     RETURNS (Tuple[Tensor, Tensor]): mean gold loss (0 without gold mentions)
         and mean threshold loss over the annotated (segment, type) rows.
     """
@@ -328,6 +329,9 @@ def contrastive_losses(
     threshold_rows = denominator - anchors
     if annotated is not None:
         threshold_rows = threshold_rows[annotated]
+        # a gold mention in a row that is not annotated competes with the
+        # anchor only: the row's unlabelled items are not known negatives
+        denominator = torch.where(annotated, denominator, anchors)
     threshold_loss = (
         threshold_rows.mean() if threshold_rows.numel() else scores.sum() * 0.0
     )

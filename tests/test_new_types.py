@@ -19,7 +19,7 @@ from spacy_binder.new_types import (
 )  # fmt: skip
 from spacy_binder.spans import align_gold, enumerate_candidates
 from spacy_binder.torch_binder import BinderScores, LossWeights, binder_loss
-from util import DESCRIPTIONS, NESTED_DATA, make_examples, offline_env, train, transformer_pipeline
+from util import DESCRIPTIONS, NESTED_DATA, cnn_pipeline, make_examples, offline_env, train, transformer_pipeline
 
 CONFIG = Path(__file__).parent.parent / "configs" / "binder_add_types.cfg"
 LABELS = ["LOC", "ORG", "PER"]
@@ -78,12 +78,20 @@ def test_alignment_marks_the_rows_of_each_docs_segments():
     numpy.testing.assert_array_equal(gold.annotated, expected)
     unmarked = [Example(doc, doc.copy()) for doc in docs]
     assert align_gold(unmarked, batch, {label: i for i, label in enumerate(LABELS)}, "sc", 3).annotated is None
+    # sentences cut at 2 tokens: each 4-token sentence gives 2 segments,
+    # doc 3's 5 tokens give 3
+    cut = enumerate_candidates(docs, max_span_width=2, max_segment_length=2)
+    assert cut.n_segments == 9
+    gold = align_gold(examples, cut, {label: i for i, label in enumerate(LABELS)}, "sc", 2)
+    numpy.testing.assert_array_equal(gold.annotated, numpy.repeat(expected, [2, 2, 2, 3], axis=0))
 
 
 def test_unannotated_rows_give_their_items_no_gradient():
     """Two segments, two types: type 1 is not annotated in segment 0, so no
     item of segment 0 gets a gradient in type 1's column, while every other
-    (segment, type) still trains; with every row annotated, they all do."""
+    (segment, type) still trains; with every row annotated, they all do. A
+    gold mention of type 1 in segment 0 trains its own score and the anchor,
+    not the unlabelled items next to it."""
     generator = torch.Generator().manual_seed(0)
     n_tokens, n_types = 6, 2
     token_segments = torch.tensor([0, 0, 0, 1, 1, 1])
@@ -91,7 +99,7 @@ def test_unannotated_rows_give_their_items_no_gradient():
     ends = torch.tensor([0, 1, 1, 3, 4, 4])
     span_segments = token_segments[starts]
 
-    def gradients(annotated):
+    def gradients(annotated, gold_spans=(1,), gold_types=(0,)):
         scores = BinderScores(
             start=torch.randn(n_tokens, n_types, generator=generator).requires_grad_(),
             end=torch.randn(n_tokens, n_types, generator=generator).requires_grad_(),
@@ -100,7 +108,7 @@ def test_unannotated_rows_give_their_items_no_gradient():
         )
         loss, _ = binder_loss(
             scores, token_segments=token_segments, span_starts=starts, span_ends=ends, span_segments=span_segments,
-            gold_spans=torch.tensor([1]), gold_types=torch.tensor([0]), weights=LossWeights(), annotated=annotated,
+            gold_spans=torch.tensor(gold_spans), gold_types=torch.tensor(gold_types), weights=LossWeights(), annotated=annotated,
         )  # fmt: skip
         loss.backward()
         return scores
@@ -111,6 +119,32 @@ def test_unannotated_rows_give_their_items_no_gradient():
     assert torch.all(masked.span.grad[3:, 1] != 0) and torch.all(masked.span.grad[:, 0] != 0)
     full = gradients(None)
     assert torch.all(full.span.grad[:3, 1] != 0)
+    # gold (span 2, type 1) in the masked row: only span 2 and the anchor move
+    gold_in_masked = gradients(torch.tensor([[True, False], [True, True]]), (1, 2), (0, 1))
+    assert gold_in_masked.span.grad[2, 1] < 0 and gold_in_masked.anchor.grad[0, 2, 1] > 0
+    assert torch.all(gold_in_masked.span.grad[:2, 1] == 0)
+    assert torch.all(gold_in_masked.start.grad[:3, 1][torch.tensor([True, False, True])] == 0)
+
+
+def test_the_component_leaves_the_unannotated_columns_of_a_marked_doc_untrained():
+    """Through BinderNER.get_loss: doc 0 is marked as annotated for PER only,
+    doc 1 is not marked. Doc 0's candidates get no gradient in the LOC and
+    ORG columns and some in PER's; doc 1's get some in every column."""
+    fix_random_seed(0)
+    nlp = cnn_pipeline()
+    nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
+    binder = nlp.get_pipe("binder_ner")
+    assert list(binder.labels) == LABELS
+    # doc 0 as new-type data has it: its PER gold only
+    (text, gold), other = NESTED_DATA[0], NESTED_DATA[1]
+    examples = make_examples(nlp, [(text, [g for g in gold if g[2] == "PER"]), other])
+    examples[0].reference.user_data[ANNOTATED_LABELS] = ["PER"]
+    output, _ = binder.model.begin_update([eg.predicted for eg in examples])
+    _, d_output = binder.get_loss(examples, output)
+    span_doc = output.candidates.span_docs(output.candidates.span_starts)
+    d_span = binder.model.ops.to_numpy(d_output.scores.span)
+    assert numpy.all(d_span[span_doc == 0][:, :2] == 0) and numpy.any(d_span[span_doc == 0][:, 2] != 0)
+    assert numpy.all(numpy.any(d_span[span_doc == 1] != 0, axis=0))
 
 
 def write_docbin(nlp, data, path: Path, spans_key="sc") -> Path:
@@ -169,6 +203,19 @@ def test_add_types_callback_adds_the_new_types_only(trained):
         add_types(nlp)
     with pytest.raises(ValueError, match="no component 'ner'"):
         make_add_types_callback(trained / "new_types.json", component="ner")(spacy.load(trained / "trained"))
+
+
+def test_add_types_links_the_descriptions_to_the_new_pipelines_transformer(trained):
+    """binder_ner sourced from one loaded copy, the transformer from another
+    (as spacy train sources them, the pipelines they came from then gone):
+    after the callback the descriptions are read by this pipeline's
+    transformer, not by the one binder_ner was loaded with."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", source=spacy.load(trained / "trained"))
+    nlp.add_pipe("binder_ner", source=spacy.load(trained / "trained"))
+    type_encoder = nlp.get_pipe("binder_ner").model.get_ref("type_encoder")
+    make_add_types_callback(trained / "new_types.json")(nlp)
+    assert type_encoder.attrs["transformer"] is nlp.get_pipe("transformer").model
 
 
 @pytest.mark.slow

@@ -138,21 +138,21 @@ def run(
     rows.append({**common, "variant": "before", "train_seconds": 0.0, **before})
     if reference is not None:
         rows.append({**common, "variant": "from-scratch", "pipeline": str(reference), "train_seconds": None, **scores_of(reference, corpus_dir / "test.spacy", label, nested, spans_key)})
-    weights = ["--training.score_weights.spans_sc_f", "1", "--training.score_weights.ents_f", "0"] if nested else []
+    # model-best by the output the rows score (the config's default: nested)
+    weights = [] if nested else ["--training.score_weights.spans_sc_f", "0", "--training.score_weights.ents_f", "1"]
     for variant in chosen:
         out = run_dir / variant
         cmd = [
             sys.executable, "-m", "spacy", "train", str(fine_tune_config(variant, run_dir / f"{variant}.cfg")),
             "--output", str(out), "--paths.pipeline", str(pipeline), "--paths.new_types", str(new_types),
             "--paths.train", str(run_dir / "new.spacy"), "--paths.dev", str(corpus_dir / "dev.spacy"),
-            "--paths.rehearsal", str(rehearsal) if variant == "rehearsal" else "null",
-            "--corpora.train.rehearsal_limit", str(rehearsal_limit), "--system.seed", str(seed),
+            "--paths.rehearsal", str(rehearsal) if variant == "rehearsal" else "null", "--system.seed", str(seed),
             "--training.max_steps", str(steps), "--training.eval_frequency", str(eval_frequency),
             "--training.optimizer.learn_rate.initial_rate", str(learn_rate),
             "--corpora.train.gold_preproc", "true" if gold_preproc else "false", *weights,
         ]  # fmt: skip
-        if variant == "plain":
-            cmd = [part for part in cmd if part not in ("--corpora.train.rehearsal_limit", str(rehearsal_limit))]
+        if variant != "plain":  # spacy.Corpus.v1 has no rehearsal_limit
+            cmd += ["--corpora.train.rehearsal_limit", str(rehearsal_limit)]
         msg.divider(f"{dataset}: add {label}, {variant}")
         start = time.perf_counter()
         if subprocess.run(cmd).returncode != 0:
