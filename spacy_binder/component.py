@@ -108,11 +108,9 @@ def _is_decision(value: Any, settings: Dict[str, Any]) -> bool:
     return True
 
 
-# The settings of the component: the factory's arguments, then the loss
-# options, recorded with the pipeline (how it was trained on partial labels;
-# LossWeights checks them). `cfg` holds them next to labels and descriptions,
-# the factory's values win over the saved ones on load, and each is checked
-# here wherever it is set.
+# The settings of the component: the factory's arguments. `cfg` holds them
+# next to labels and descriptions, the factory's values win over the saved
+# ones on load, and each is checked here wherever it is set.
 SETTINGS: Tuple[Setting, ...] = (
     Setting("spans_key", lambda v, s: isinstance(v, str) and v != "", "a non-empty string"),
     Setting("max_span_width", lambda v, s: _is_int(v) and v >= 1, "a positive integer (tokens)"),
@@ -137,9 +135,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("set_ents", lambda v, s: isinstance(v, bool), "true or false"),
     Setting("set_spans", lambda v, s: isinstance(v, bool), "true or false"),
     Setting("free_transformer_output", lambda v, s: isinstance(v, bool), "true or false"),
-    Setting("unlabeled_weight", convert=float),
-    Setting("ignore_overlapping_negatives"),
 )
+# saved by versions whose loss had partial-label options (see BinderLoss.v1)
+REMOVED_SETTINGS = ("unlabeled_weight", "ignore_overlapping_negatives")
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 # The model settings that saved weights must have been trained with.
 MODEL_SETTINGS = ("projection_size", "width_embedding_size")
@@ -160,7 +158,7 @@ MODEL_SETTINGS = ("projection_size", "width_embedding_size")
         "set_ents": True,
         "set_spans": True,
         "free_transformer_output": True,
-        "loss": {"@misc": "spacy-binder.BinderLoss.v1"},
+        "loss": {"@misc": "spacy-binder.BinderLoss.v2"},
         "scorer": {"@scorers": "spacy-binder.binder_scorer.v1"},
     },
     default_score_weights={
@@ -227,9 +225,7 @@ def make_binder_ner(
         activations of every segment (hundreds of MB for a long doc). Kept
         anyway while a component after binder_ner listens to the same
         transformer; set false when your own code reads doc._.trf_data.
-    loss (LossWeights): weights of the loss terms, and the options for
-        partially annotated data (`unlabeled_weight`,
-        `ignore_overlapping_negatives`; see spacy-binder.BinderLoss.v1).
+    loss (LossWeights): weights of the loss terms (spacy-binder.BinderLoss.v2).
     scorer (Optional[Callable]): scoring method.
     """
     return BinderNER(
@@ -334,7 +330,7 @@ class BinderNER(TrainablePipe):
         self.loss_weights = loss if loss is not None else LossWeights()
         if not isinstance(self.loss_weights, LossWeights):
             raise ValueError(
-                "binder_ner loss must be a spacy-binder.BinderLoss.v1 block, got "
+                "binder_ner loss must be a spacy-binder.BinderLoss.v2 block, got "
                 f"{type(self.loss_weights).__name__}."
             )
         # trained_labels: those the weights have learned (see `trained_labels`)
@@ -352,8 +348,6 @@ class BinderNER(TrainablePipe):
             set_ents=set_ents,
             set_spans=set_spans,
             free_transformer_output=free_transformer_output,
-            unlabeled_weight=self.loss_weights.unlabeled_weight,
-            ignore_overlapping_negatives=self.loss_weights.ignore_overlapping_negatives,
         )
         install_fork_hooks()
         self.vocab = vocab
@@ -873,6 +867,8 @@ class BinderNER(TrainablePipe):
 
     def _after_load(self, source: str) -> None:
         self.cfg.pop("threshold_offset", None)  # saved before threshold replaced it
+        for key in REMOVED_SETTINGS:
+            self.cfg.pop(key, None)
         # saved before trained labels were recorded: all its labels, as then
         self.cfg.setdefault("trained_labels", list(self.labels))
         self._set_settings()  # the factory's values over the saved ones

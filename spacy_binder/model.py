@@ -41,8 +41,32 @@ class TypeVectorCache:
         self.vectors: Optional[Floats2d] = None
 
 
-@registry.misc("spacy-binder.BinderLoss.v1")
+# where the removal of v1's partial-label options is measured
+PARTIAL_LABEL_RESULTS = "benchmarks/results/README.md#training-from-distant-labels"
+
+
+@registry.misc("spacy-binder.BinderLoss.v2")
 def make_binder_loss(
+    gold_weight: float = 0.5,
+    threshold_weight: float = 0.5,
+    start_weight: float = 0.2,
+    end_weight: float = 0.2,
+    span_weight: float = 0.6,
+) -> LossWeights:
+    """Weights of the BINDER loss: gold vs threshold rows, and start, end and
+    span levels (see DESIGN: total = 0.5 gold + 0.5 threshold, each
+    0.2 start + 0.2 end + 0.6 span)."""
+    return LossWeights(
+        gold=gold_weight,
+        threshold=threshold_weight,
+        start=start_weight,
+        end=end_weight,
+        span=span_weight,
+    )
+
+
+@registry.misc("spacy-binder.BinderLoss.v1")
+def make_binder_loss_v1(
     gold_weight: float = 0.5,
     threshold_weight: float = 0.5,
     start_weight: float = 0.2,
@@ -51,27 +75,18 @@ def make_binder_loss(
     unlabeled_weight: float = 1.0,
     ignore_overlapping_negatives: bool = False,
 ) -> LossWeights:
-    """Weights of the BINDER loss: gold vs threshold rows, and start, end and
-    span levels (see DESIGN: total = 0.5 gold + 0.5 threshold, each
-    0.2 start + 0.2 end + 0.6 span).
-
-    For partially annotated training data (e.g. dictionary matches), where
-    an unlabeled span may still be an entity:
-    unlabeled_weight (float): in (0, 1]; weight of the unlabeled tokens and
-        spans as negatives in the softmax denominators (1.0: plain BINDER).
-    ignore_overlapping_negatives (bool): leave spans (and tokens) that
-        overlap a gold mention of the same type without matching it out of
-        the negatives, for labels with unreliable boundaries.
-    """
-    return LossWeights(
-        gold=gold_weight,
-        threshold=threshold_weight,
-        start=start_weight,
-        end=end_weight,
-        span=span_weight,
-        unlabeled_weight=unlabeled_weight,
-        ignore_overlapping_negatives=ignore_overlapping_negatives,
-    )
+    """BinderLoss.v2 for the configs of pipelines saved before it: they hold
+    the two partial-label options, which were removed (measured not to help
+    on gold dev); their plain values are accepted."""
+    if unlabeled_weight != 1.0 or ignore_overlapping_negatives is not False:
+        raise ValueError(
+            "spacy-binder.BinderLoss.v1's partial-label options were removed: "
+            f"got unlabeled_weight = {unlabeled_weight!r}, ignore_overlapping_negatives = "
+            f"{ignore_overlapping_negatives!r}. Neither helped on a gold dev set "
+            f"({PARTIAL_LABEL_RESULTS}). Use spacy-binder.BinderLoss.v2 without them; for "
+            "examples annotated for some types only, see spacy-binder.NewTypesCorpus.v1."
+        )
+    return make_binder_loss(gold_weight, threshold_weight, start_weight, end_weight, span_weight)
 
 
 @registry.architectures("spacy-binder.BinderModel.v1")

@@ -18,7 +18,7 @@ adds the new types to the sourced component before training
 import random
 import weakref
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy
 from spacy.language import Language

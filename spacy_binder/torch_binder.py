@@ -7,7 +7,6 @@ segments (sentences or whole docs) they live in, so all work is vectorised and
 grows linearly with the number of tokens.
 """
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Dict, NamedTuple, Optional, Tuple
 
@@ -213,26 +212,10 @@ def segment_logsumexp(scores: Tensor, segments: Tensor, n_segments: int) -> Tens
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights and options of the BINDER loss.
+    """Weights of the BINDER loss.
 
     total = gold * (start * L_start + end * L_end + span * L_span)_gold
           + threshold * (...)_threshold
-
-    Two options are meant for partially annotated data (dictionary matches,
-    distant supervision), where a span without a label is not surely a
-    non-entity. Their defaults give the plain BINDER loss:
-
-    unlabeled_weight (float): in (0, 1]: weight of the unlabeled items (the
-        non-gold tokens and candidate spans) as negatives. Their exp-scores
-        are scaled by it in every softmax denominator, i.e. log(weight) is
-        added to their logits there. 1.0: the plain loss.
-    ignore_overlapping_negatives (bool): leave out of the negatives, per
-        type, the items that overlap a gold mention of that type without
-        matching it: candidate spans that share a token with it, and at the
-        start (end) level the tokens inside it other than its first (last)
-        one. They are masked out of every denominator (threshold and gold
-        rows). For boundary noise, e.g. a dictionary that matches "cancer"
-        where the entity is "breast cancer".
     """
 
     gold: float = 0.5
@@ -240,8 +223,6 @@ class LossWeights:
     start: float = 0.2
     end: float = 0.2
     span: float = 0.6
-    unlabeled_weight: float = 1.0
-    ignore_overlapping_negatives: bool = False
 
     def __post_init__(self):
         for name in ("gold", "threshold", "start", "end", "span"):
@@ -260,25 +241,6 @@ class LossWeights:
                 "The 'start', 'end' and 'span' loss weights sum to zero, so "
                 "nothing would be trained. Give at least one a positive weight."
             )
-        weight = self.unlabeled_weight
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, numbers.Real)
-            or not math.isfinite(weight)
-            or not 0.0 < weight <= 1.0
-        ):
-            raise ValueError(
-                f"Loss option 'unlabeled_weight' must be a number in (0, 1], got "
-                f"{weight!r}: 1.0 counts unlabeled spans fully as negatives (the "
-                "plain BINDER loss), smaller values trust them less. To leave "
-                "spans out of the negatives entirely, use "
-                "ignore_overlapping_negatives."
-            )
-        if not isinstance(self.ignore_overlapping_negatives, bool):
-            raise ValueError(
-                "Loss option 'ignore_overlapping_negatives' must be true or false, "
-                f"got {self.ignore_overlapping_negatives!r}."
-            )
 
 
 def contrastive_losses(
@@ -289,8 +251,6 @@ def contrastive_losses(
     gold_rows: Tensor,
     gold_types: Tensor,
     *,
-    unlabeled_weight: float = 1.0,
-    ignored: Optional[Tensor] = None,
     annotated: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor]:
     """The two BINDER losses for one level (start, end or span).
@@ -307,10 +267,6 @@ def contrastive_losses(
     is_gold (Tensor[n, n_types]): True where the item is gold for the type.
     gold_rows (Tensor[n_gold]): item index of each gold mention.
     gold_types (Tensor[n_gold]): type index of each gold mention.
-    unlabeled_weight (float): in (0, 1]: the exp-scores of the negatives are
-        scaled by it in every denominator (1.0: the plain loss).
-    ignored (Optional[Tensor[n, n_types]]): True where a non-gold item is left
-        out of the negatives altogether.
     annotated (Optional[Tensor[n_segments, n_types]]): False where the
         segment's doc is not annotated for the type: its threshold row is
         left out and a gold mention there competes with the anchor alone
@@ -318,11 +274,7 @@ def contrastive_losses(
     RETURNS (Tuple[Tensor, Tensor]): mean gold loss (0 without gold mentions)
         and mean threshold loss over the annotated (segment, type) rows.
     """
-    not_negative = is_gold if ignored is None else is_gold | ignored
-    negatives = scores.masked_fill(not_negative, float("-inf"))
-    if unlabeled_weight != 1.0:
-        # exp(s + log w) = w * exp(s): each negative counts w times
-        negatives = negatives + math.log(unlabeled_weight)
+    negatives = scores.masked_fill(is_gold, float("-inf"))
     negatives_lse = segment_logsumexp(negatives, segments, anchors.shape[0])
     # log-sum-exp over the anchor and the negatives, per (segment, type)
     denominator = torch.logaddexp(anchors, negatives_lse)
@@ -346,23 +298,6 @@ def contrastive_losses(
     return gold_loss, threshold_loss
 
 
-def gold_coverage(n_tokens: int, n_types: int, gold_starts: Tensor, gold_ends: Tensor, gold_types: Tensor) -> Tensor:
-    """Prefix counts of the tokens covered by a gold mention, per type.
-
-    RETURNS (Tensor[n_tokens + 1, n_types]): row i holds, per type, how many
-        of the tokens 0..i-1 lie inside at least one gold mention of that
-        type; tokens a..b (inclusive) touch a mention of type t exactly when
-        row b + 1 minus row a is > 0 in column t.
-    """
-    device = gold_starts.device
-    edges = torch.zeros((n_tokens + 1, n_types), dtype=torch.long, device=device)
-    ones = torch.ones_like(gold_starts)
-    edges.index_put_((gold_starts, gold_types), ones, accumulate=True)
-    edges.index_put_((gold_ends + 1, gold_types), -ones, accumulate=True)
-    covered = (edges.cumsum(0)[:n_tokens] > 0).long()
-    return torch.cat([covered.new_zeros((1, n_types)), covered.cumsum(0)])
-
-
 def binder_loss(
     scores: BinderScores,
     *,
@@ -380,8 +315,7 @@ def binder_loss(
     gold_spans (Tensor[n_gold]): candidate index of each gold mention
         (unique (candidate, type) pairs).
     gold_types (Tensor[n_gold]): type index of each gold mention.
-    weights (LossWeights): term weights, and the options for partially
-        annotated data (`unlabeled_weight`, `ignore_overlapping_negatives`).
+    weights (LossWeights): term weights.
     annotated (Optional[Tensor[n_segments, n_types]]): False where a
         segment's doc is not annotated for a type (None: annotated for all);
         those (segment, type) threshold rows are left out of the loss.
@@ -392,15 +326,6 @@ def binder_loss(
     gold_ends = span_ends[gold_spans]
     parts: Dict[str, float] = {}
     total = scores.span.new_zeros(())
-    # Per level, the items that touch a gold mention of the type: tokens
-    # inside one (start and end level), spans sharing a token with one.
-    touching: Dict[int, Optional[Tensor]] = {START: None, END: None, SPAN: None}
-    if weights.ignore_overlapping_negatives and gold_spans.numel():
-        n_tokens = scores.start.shape[0]
-        prefix = gold_coverage(n_tokens, n_types, gold_starts, gold_ends, gold_types)
-        inside = (prefix[1:] - prefix[:-1]) > 0
-        touching[START] = touching[END] = inside
-        touching[SPAN] = (prefix[span_ends + 1] - prefix[span_starts]) > 0
     levels = (
         (START, scores.start, token_segments, gold_starts, weights.start),
         (END, scores.end, token_segments, gold_ends, weights.end),
@@ -413,8 +338,6 @@ def binder_loss(
             device=level_scores.device,
         )
         is_gold[rows, gold_types] = True
-        # an item that is gold is never a negative anyway
-        ignored = None if touching[level] is None else touching[level] & ~is_gold
         gold_loss, threshold_loss = contrastive_losses(
             level_scores,
             scores.anchor[:, level],
@@ -422,8 +345,6 @@ def binder_loss(
             is_gold,
             rows,
             gold_types,
-            unlabeled_weight=weights.unlabeled_weight,
-            ignored=ignored,
             annotated=annotated,
         )
         total = total + level_weight * (

@@ -6,20 +6,16 @@ An example is a dict of NumPy arrays (or lists), as built by
 `test_losses.make_example`: scores "start", "end" (n_tokens x n_types),
 "span" (n_candidates x n_types), "anchor" (n_segments x 3 x n_types), and
 "token_segments", "span_starts", "span_ends", "span_segments", "gold_spans",
-"gold_types".
+"gold_types", and optionally "annotated" (n_segments x n_types booleans: False
+where the segment's doc is not annotated for the type).
 
 Per level (start, end, span) and type t, the negatives of a segment are its
-items that are not gold for t, each counted `unlabeled_weight` times in every
-softmax denominator; with `ignore_overlapping_negatives`, the items that
-touch (share a token with) a gold mention of type t are no negatives of t.
-Threshold row per (segment, type): -log of the anchor's softmax share against
-the negatives. Gold row per gold mention: -log of the gold item's share
-against the anchor and the negatives. The loss of a level is
+items that are not gold for t. Threshold row per annotated (segment, type):
+-log of the anchor's softmax share against the negatives. Gold row per gold
+mention: -log of the gold item's share against the anchor and the negatives
+(the anchor alone in a row that is not annotated). The loss of a level is
 gold * mean(gold rows, 0 without any) + threshold * mean(threshold rows),
 and the total is the level-weighted sum.
-
-With `unlabeled_weight=1.0` and `ignore_overlapping_negatives=False` (the
-defaults) every non-gold item counts once: the plain BINDER loss.
 """
 import numpy
 import torch
@@ -28,11 +24,10 @@ SCORE_FIELDS = ("start", "end", "span", "anchor")
 
 
 def _neg_log_share(first, others):
-    """-log(exp(first) / (exp(first) + sum of w * exp(x) over (x, w) in others))."""
-    logits = torch.stack([first] + [x for x, _ in others])
-    counts = torch.tensor([1.0] + [w for _, w in others], dtype=logits.dtype)
+    """-log(exp(first) / (exp(first) + sum of exp(x) over x in others))."""
+    logits = torch.stack([first] + list(others))
     top = logits.detach().max()
-    return -(first - top - torch.log((counts * torch.exp(logits - top)).sum()))
+    return -(first - top - torch.log(torch.exp(logits - top).sum()))
 
 
 def _mean(rows):
@@ -47,44 +42,42 @@ def _reference(scores, example, weights):
     token_segments = [int(g) for g in numpy.asarray(example["token_segments"])]
     span_segments = [int(g) for g in numpy.asarray(example["span_segments"])]
     gold = [(int(c), int(t)) for c, t in zip(example["gold_spans"], example["gold_types"])]
-    mentions = [(starts[c], ends[c], t) for c, t in gold]
-    w = weights.unlabeled_weight
+    annotated = example.get("annotated")
 
-    def touches_gold(first, last, t):
-        return any(t == gt and first <= ge and gs <= last for gs, ge, gt in mentions)
+    def is_annotated(g, t):
+        return annotated is None or bool(annotated[g][t])
 
     # level, item scores, segment of each item, (item, type) of each gold
-    # mention (a token can start two gold mentions: one gold row each), the
-    # tokens an item covers, level weight
+    # mention (a token can start two gold mentions: one gold row each), level weight
     levels = [
-        (0, scores["start"], token_segments, [(starts[c], t) for c, t in gold], lambda i: (i, i), weights.start),
-        (1, scores["end"], token_segments, [(ends[c], t) for c, t in gold], lambda i: (i, i), weights.end),
-        (2, scores["span"], span_segments, gold, lambda c: (starts[c], ends[c]), weights.span),
+        (0, scores["start"], token_segments, [(starts[c], t) for c, t in gold], weights.start),
+        (1, scores["end"], token_segments, [(ends[c], t) for c, t in gold], weights.end),
+        (2, scores["span"], span_segments, gold, weights.span),
     ]  # fmt: skip
     total = torch.zeros((), dtype=torch.float64)
-    for level, level_scores, segments, pairs, extent, level_weight in levels:
+    for level, level_scores, segments, pairs, level_weight in levels:
         anchors = scores["anchor"][:, level]
         n_segments, n_types = anchors.shape
         gold_set = set(pairs)
 
         def negatives(g, t):
-            return [
-                (level_scores[i, t], w)
-                for i in range(len(segments))
-                if segments[i] == g
-                and (i, t) not in gold_set
-                and not (weights.ignore_overlapping_negatives and touches_gold(*extent(i), t))
-            ]
+            if not is_annotated(g, t):
+                return []
+            return [level_scores[i, t] for i in range(len(segments)) if segments[i] == g and (i, t) not in gold_set]
 
         threshold_rows = [
-            _neg_log_share(anchors[g, t], negatives(g, t)) for g in range(n_segments) for t in range(n_types)
+            _neg_log_share(anchors[g, t], negatives(g, t))
+            for g in range(n_segments)
+            for t in range(n_types)
+            if is_annotated(g, t)
         ]
         gold_rows = [
-            _neg_log_share(level_scores[i, t], [(anchors[segments[i], t], 1.0)] + negatives(segments[i], t))
+            _neg_log_share(level_scores[i, t], [anchors[segments[i], t]] + negatives(segments[i], t))
             for i, t in pairs
         ]
         gold_loss = _mean(gold_rows) if gold_rows else torch.zeros((), dtype=torch.float64)
-        total = total + level_weight * (weights.gold * gold_loss + weights.threshold * _mean(threshold_rows))
+        threshold_loss = _mean(threshold_rows) if threshold_rows else torch.zeros((), dtype=torch.float64)
+        total = total + level_weight * (weights.gold * gold_loss + weights.threshold * threshold_loss)
     return total
 
 

@@ -35,12 +35,9 @@ def test_add_pipe_defaults():
     assert cfg["model"]["text_encoder"]["encode"]["@architectures"] == "spacy.MaxoutWindowEncoder.v2"
     assert cfg["model"]["type_encoder"]["@architectures"] == "spacy-binder.LabelEmbeddingEncoder.v1"
     assert cfg["loss"] == {
-        "@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.5, "threshold_weight": 0.5,
+        "@misc": "spacy-binder.BinderLoss.v2", "gold_weight": 0.5, "threshold_weight": 0.5,
         "start_weight": 0.2, "end_weight": 0.2, "span_weight": 0.6,
-        # partial-annotation options, off: the plain loss
-        "unlabeled_weight": 1.0, "ignore_overlapping_negatives": False,
     }  # the weights of the paper
-    assert binder.cfg["unlabeled_weight"] == 1.0 and binder.cfg["ignore_overlapping_negatives"] is False
     weights = nlp.config["training"]["score_weights"]
     assert weights["spans_sc_f"] > 0
     assert binder.labels == ()
@@ -80,7 +77,7 @@ def test_not_initialized_error():
         ({"spans_key": ""}, "spans_key"),
         ({"max_segment_length": 3}, r"max_segment_length must be an integer >= max_span_width \(4\), got 3"),
         ({"decision": "max"}, "decision must be one of 'span', 'joint', got 'max'"),
-        ({"loss": {"@misc": "spacy-binder.BinderLoss.v1", "gold_weight": 0.0, "threshold_weight": 0.0}}, "sum to zero"),
+        ({"loss": {"@misc": "spacy-binder.BinderLoss.v2", "gold_weight": 0.0, "threshold_weight": 0.0}}, "sum to zero"),
     ],
 )
 def test_bad_settings_fail_at_construction(config, message):

@@ -10,7 +10,7 @@ import pytest
 import spacy
 import srsly
 import torch
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import fix_random_seed
 

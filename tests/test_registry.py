@@ -14,7 +14,10 @@ REGISTERED = {
         "spacy-binder.TransformerListener.v1": "spacy_binder.listener:build_transformer_listener",
     },
     "spacy_scorers": {"spacy-binder.binder_scorer.v1": "spacy_binder.scorer:make_binder_scorer"},
-    "spacy_misc": {"spacy-binder.BinderLoss.v1": "spacy_binder.model:make_binder_loss"},
+    "spacy_misc": {
+        "spacy-binder.BinderLoss.v1": "spacy_binder.model:make_binder_loss_v1",
+        "spacy-binder.BinderLoss.v2": "spacy_binder.model:make_binder_loss",
+    },
     "spacy_span_getters": {"spacy-binder.segment_spans.v1": "spacy_binder.span_getters:configure_segment_spans"},
     "spacy_callbacks": {
         "spacy-binder.add_types.v1": "spacy_binder.new_types:make_add_types_callback",
@@ -51,7 +54,7 @@ for name in {readers}:
     assert callable(registry.readers.get(name)), name
 for name in {callbacks}:
     assert callable(registry.callbacks.get(name)), name
-weights = registry.misc.get("spacy-binder.BinderLoss.v1")()
+weights = registry.misc.get("spacy-binder.BinderLoss.v2")()
 assert (weights.gold, weights.threshold, weights.span) == (0.5, 0.5, 0.6)
 from spacy_transformers.util import registry as trf_registry
 assert callable(trf_registry.span_getters.get("spacy-binder.segment_spans.v1")(max_length=64))

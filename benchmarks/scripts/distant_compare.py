@@ -6,15 +6,13 @@ same encoder, epochs, learning rate and batches for every trained system:
 - `dictionary`: the dictionary matcher itself (distant_labels.py) on the
   gold test set;
 - `spacy_ner` trained on the distant labels (unlabeled tokens count as O);
-- `binder_ner` trained on the distant labels, with the plain loss
-  (variant `default`) and with the options for partially annotated data
-  (`unlabeled_weight`, `ignore_overlapping_negatives` of the loss block);
+- `binder_ner` trained on the distant labels;
 - `binder_ner` trained on the gold labels: the ceiling.
 
-With --variants-only, only the binder_ner variants on distant labels are
-trained (to compare the loss options). Each trained binder_ner row also has
-`dev_gold_f`: its model-best's doc.ents F on the gold dev split, to choose
-between variants without looking at test.
+Each trained binder_ner row also has `dev_gold_f`: its model-best's doc.ents
+F on the gold dev split. (The loss options for partially annotated data that
+this script once compared were removed: none helped on gold dev, see
+results/README.md.)
 
 The distant labels of train AND dev come from the dictionary (no gold at
 training time, dev included: model selection sees distant labels too); test
@@ -25,11 +23,9 @@ systems are scored on doc.ents, as in benchmark.py.
 Rows go to a JSON list (`system`, `labels`, `variant`, `p`, `r`, `f`, ...)
 and a markdown table.
 """
-import copy
-import math
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import srsly
 import typer
@@ -42,61 +38,7 @@ from benchmark import apply_budget, longest_gold_span, run_system, system_config
 from distant_labels import TermFileError, exit_on_term_file_error, label_docbin, read_term_file, warn_term_list  # noqa: E402
 from fetch_assets import parse_bool  # noqa: E402
 
-DEFAULT_VARIANTS = "default,unlabeled_weight=0.5,ignore_overlapping,unlabeled_weight=0.5+ignore_overlapping"
 ROW_KEYS = ("system", "labels", "variant", "output", "p", "r", "f")
-
-
-def parse_variant(spec: str) -> Dict[str, Any]:
-    """The loss options of a binder_ner variant.
-
-    spec (str): "default" (the plain loss), or "+"-joined options:
-        "unlabeled_weight=W" (0 < W <= 1) and "ignore_overlapping".
-    RETURNS (Dict[str, Any]): Arguments for spacy-binder.BinderLoss.v1.
-    """
-    spec = spec.strip()
-    if spec == "default":
-        return {}
-    options: Dict[str, Any] = {}
-    for part in spec.split("+"):
-        part = part.strip()
-        name, sep, value = part.partition("=")
-        if name == "ignore_overlapping" and not sep:
-            options["ignore_overlapping_negatives"] = True
-        elif name == "unlabeled_weight" and sep:
-            try:
-                weight = float(value)
-            except ValueError:
-                weight = math.nan
-            if not 0.0 < weight <= 1.0:
-                raise ValueError(f"Variant {spec!r}: unlabeled_weight must be a number in (0, 1], got {value!r}")
-            options["unlabeled_weight"] = weight
-        else:
-            raise ValueError(
-                f"Unknown binder_ner variant part {part!r} in {spec!r}: expected 'default', "
-                "'unlabeled_weight=W' or 'ignore_overlapping', joined with '+'"
-            )
-    return options
-
-
-def parse_variants(specs: str) -> List[Tuple[str, Dict[str, Any]]]:
-    """Comma-separated variant specs -> [(name, loss options)], no repeats."""
-    variants: List[Tuple[str, Dict[str, Any]]] = []
-    for spec in specs.split(","):
-        if spec.strip():
-            options = parse_variant(spec)
-            if all(options != seen for _, seen in variants):
-                variants.append((spec.strip(), options))
-    if not variants:
-        raise ValueError("No binder_ner variant given (e.g. --variants default,unlabeled_weight=0.5)")
-    return variants
-
-
-def binder_config(base: Dict[str, Any], max_width: int, spans_key: str, loss_options: Dict[str, Any]) -> Dict[str, Any]:
-    """The binder_ner config of benchmark.py with extra loss options."""
-    config = system_config(base, "binder_ner", max_width, spans_key)
-    loss = config["components"]["binder_ner"].setdefault("loss", {"@misc": "spacy-binder.BinderLoss.v1"})
-    loss.update(copy.deepcopy(loss_options))
-    return config
 
 
 def gold_f(model: Path, gold_path: Path, gpu_id: int) -> float:
@@ -141,7 +83,6 @@ def main(
     work_dir: Path = typer.Option(Path("training/distant"), "--work-dir", help="Configs and trained pipelines"),
     output: Path = typer.Option(Path("metrics/distant.json"), "--output", help="JSON rows"),
     table: Path = typer.Option(Path("metrics/distant.md"), "--table", help="Markdown table"),
-    variants: str = typer.Option(DEFAULT_VARIANTS, "--variants", help="binder_ner variants on distant labels, comma-separated: default, unlabeled_weight=W, ignore_overlapping, or options joined with +"),
     encoder: str = typer.Option("minilm", "--encoder", help="'minilm', a model name or a folder"),
     epochs: int = typer.Option(2, "--epochs", help="Epochs for every system"),
     learn_rate: float = typer.Option(1e-4, "--learn-rate", help="Learning rate for every system"),
@@ -151,17 +92,12 @@ def main(
     exact_case: str = typer.Option("false", "--exact-case-abbreviations", help="true: dictionary terms without lower-case letters match only as written (see distant_labels.py)"),
     spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of gold and labels"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU id, or -1 for CPU"),
-    variants_only: bool = typer.Option(False, "--variants-only", help="Train only the binder_ner variants on distant labels (no spaCy ner, no gold ceiling)"),
 ) -> None:
-    """Dictionary matcher, spaCy ner and binder_ner variants on distant labels,
-    and binder_ner on gold labels, all measured on the gold test set."""
+    """Dictionary matcher, spaCy ner and binder_ner on distant labels, and
+    binder_ner on gold labels, all measured on the gold test set."""
     from spacy import util
 
     exact_case_abbreviations = parse_bool(exact_case)
-    try:
-        chosen = parse_variants(variants)
-    except ValueError as err:
-        msg.fail("Bad --variants", str(err), exits=1)
     dataset = dataset or corpus_dir.name
     distant_dir = distant_dir or corpus_dir / "distant"
     dictionary = dictionary or distant_dir / "dictionary.tsv"
@@ -201,21 +137,22 @@ def main(
     distant_width = longest_gold_span(distant_dir / "train.spacy", spans_key)
     gold_width = longest_gold_span(corpus_dir / "train.spacy", spans_key)
     msg.info(f"Longest train mention: {distant_width} tokens (distant labels), {gold_width} (gold)")
-    runs = [] if variants_only else [("spacy_ner", "distant", "default", system_config(base, "spacy_ner", distant_width, spans_key), {})]
-    for name, options in chosen:
-        runs.append(("binder_ner", "distant", name, binder_config(base, distant_width, spans_key, options), options))
-    if not variants_only:
-        runs.append(("binder_ner", "gold", "default", binder_config(base, gold_width, spans_key, {}), {}))
-    for system, labels, variant, system_cfg, options in runs:
-        msg.divider(f"{system} on {labels} labels ({variant})")
-        slug = variant.replace("=", "").replace("+", "_").replace(".", "")
+    runs = [
+        ("spacy_ner", "distant", system_config(base, "spacy_ner", distant_width, spans_key)),
+        ("binder_ner", "distant", system_config(base, "binder_ner", distant_width, spans_key)),
+        ("binder_ner", "gold", system_config(base, "binder_ner", gold_width, spans_key)),
+    ]
+    variant = "default"
+    slug = variant
+    for system, labels, system_cfg in runs:
+        msg.divider(f"{system} on {labels} labels")
         row = run_system(
             system, system_cfg, distant_dir if labels == "distant" else corpus_dir,
             work_dir / dataset / f"{system}-{labels}-{slug}", dataset=dataset, encoder=encoder,
             spans_key=spans_key, gpu_id=gpu_id, test_path=gold_test,
         )  # fmt: skip
         row.update({
-            "system": system, "labels": labels, "variant": variant, "loss_options": options, **common,
+            "system": system, "labels": labels, "variant": variant, **common,
             "max_span_width": distant_width if labels == "distant" else gold_width,
         })  # fmt: skip
         if system == "binder_ner":

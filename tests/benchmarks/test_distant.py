@@ -1,7 +1,6 @@
 """Distant supervision: the term file, dictionary matching and its scores,
 the comparison script, and the `distant` project workflow on a slice of
-NCBI-disease. The loss options for partially annotated data are tested in
-test_losses.py."""
+NCBI-disease."""
 import subprocess
 import sys
 from pathlib import Path
@@ -9,22 +8,18 @@ from pathlib import Path
 import pytest
 import spacy
 import srsly
-from spacy import util
 from spacy.tokens import Doc, DocBin, Span
 
-from projects import REPO, copy_project, make_mirror, needs_data, run_project
+from projects import copy_project, make_mirror, needs_data, run_project
 from util import load_script, script_path
 
 _compare, _labels, _dictionary = load_script("distant_compare.py"), load_script("distant_labels.py"), load_script("make_dictionary.py")
-binder_config, parse_variant, parse_variants, rows_to_markdown = (
-    _compare.binder_config, _compare.parse_variant, _compare.parse_variants, _compare.rows_to_markdown
-)
+rows_to_markdown = _compare.rows_to_markdown
 DictionaryMatcher, TermFileError, TermList = _labels.DictionaryMatcher, _labels.TermFileError, _labels.TermList
 label_docs, parse_term_lines, read_term_file = _labels.label_docs, _labels.parse_term_lines, _labels.read_term_file
 score_spans, warn_term_list = _labels.score_spans, _labels.warn_term_list
 collect_terms, write_term_file = _dictionary.collect_terms, _dictionary.write_term_file
 
-BINDER_TINY = REPO / "configs" / "binder_tiny.cfg"
 
 
 # -- the term file ------------------------------------------------------------
@@ -204,29 +199,6 @@ def test_dictionary_from_gold_mentions(tmp_path: Path) -> None:
 # -- the comparison script ------------------------------------------------------
 
 
-def test_variants() -> None:
-    assert parse_variant("default") == {}
-    assert parse_variant("unlabeled_weight=0.25") == {"unlabeled_weight": 0.25}
-    assert parse_variant("unlabeled_weight=0.5+ignore_overlapping") == {
-        "unlabeled_weight": 0.5, "ignore_overlapping_negatives": True,
-    }  # fmt: skip
-    for bad in ("unlabeled_weight=0", "unlabeled_weight=abc", "ignore", "threshold=2"):
-        with pytest.raises(ValueError):
-            parse_variant(bad)
-    names = [name for name, _ in parse_variants("default, ignore_overlapping,default,")]
-    assert names == ["default", "ignore_overlapping"]
-
-
-def test_binder_variant_config_builds_with_the_loss_options() -> None:
-    base = util.load_config(BINDER_TINY, interpolate=False)
-    config = binder_config(base, 5, "sc", parse_variant("unlabeled_weight=0.5+ignore_overlapping"))
-    assert "unlabeled_weight" not in base["components"]["binder_ner"]["loss"]
-    nlp = util.load_model_from_config(util.Config(config).interpolate(), auto_fill=True, validate=True)
-    weights = nlp.get_pipe("binder_ner").loss_weights
-    assert (weights.unlabeled_weight, weights.ignore_overlapping_negatives, weights.span) == (0.5, True, 0.6)
-    assert nlp.get_pipe("binder_ner").max_span_width == 5
-
-
 def test_markdown_table() -> None:
     rows = [
         {"system": "dictionary", "labels": "distant", "variant": "matcher", "output": "dictionary matches", "p": 80.0, "r": 50.0, "f": 61.54},
@@ -263,7 +235,6 @@ def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
         "--vars.distant_epochs", "2",
         "--vars.distant_learn_rate", "0.003",
         "--vars.distant_eval_frequency", "10",
-        "--vars.distant_variants", "default,unlabeled_weight=0.5+ignore_overlapping",
     ]  # fmt: skip
     result = run_project(args, mirror)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -273,7 +244,6 @@ def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
         ("dictionary", "distant", "matcher"),
         ("spacy_ner", "distant", "default"),
         ("binder_ner", "distant", "default"),
-        ("binder_ner", "distant", "unlabeled_weight=0.5+ignore_overlapping"),
         ("binder_ner", "gold", "default"),
     ]
     for row in rows:
@@ -281,13 +251,10 @@ def test_distant_workflow_end_to_end(tmp_path: Path) -> None:
         assert row["dataset"] == "ncbi_disease"
     # test terms are partly unseen in train
     assert rows[0]["r"] < 100.0 and rows[0]["n_terms"] > 0
-    assert rows[3]["loss_options"] == {"unlabeled_weight": 0.5, "ignore_overlapping_negatives": True}
-    assert rows[1]["epochs"] == rows[4]["epochs"] == 2
-    # binder_ner rows are also scored on the gold dev split (to pick a variant)
+    assert rows[1]["epochs"] == rows[3]["epochs"] == 2
+    # binder_ner rows are also scored on the gold dev split
     assert all(0.0 <= row["dev_gold_f"] <= 100.0 for row in rows if row["system"] == "binder_ner")
     assert "dev_gold_f" not in rows[1]
-    config = util.load_config(project_dir / "training" / "distant" / "ncbi_disease" / "binder_ner-distant-unlabeled_weight05_ignore_overlapping" / "config.cfg")
-    assert config["components"]["binder_ner"]["loss"]["unlabeled_weight"] == 0.5
     assert "| binder_ner | gold labels | default |" in (project_dir / "metrics" / "distant.md").read_text()
     label_scores = srsly.read_json(project_dir / "metrics" / "distant_labels_train.json")
     assert label_scores["scores"]["r"] > 50.0 and label_scores["n_docs"] == 80
