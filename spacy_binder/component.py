@@ -70,16 +70,16 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 class Setting(NamedTuple):
     """A setting of binder_ner, kept in `cfg`.
 
-    is_valid (Optional[Callable[[Any, Dict[str, Any]], bool]]): whether a
-        value is valid, given all the settings (those declared before it are
-        checked already); None where the value comes checked.
+    is_valid (Callable[[Any, Dict[str, Any]], bool]): whether a value is
+        valid, given all the settings (those declared before it are checked
+        already).
     must_be (str): what a valid value is, for the error; formatted with all
         the settings.
     convert (Callable[[Any], Any]): the value as `cfg` keeps it.
     """
 
     name: str
-    is_valid: Optional[Callable[[Any, Dict[str, Any]], bool]] = None
+    is_valid: Callable[[Any, Dict[str, Any]], bool]
     must_be: str = ""
     convert: Callable[[Any], Any] = lambda value: value
 
@@ -296,7 +296,7 @@ def _checked(setting: Setting, settings: Dict[str, Any]) -> Any:
     """The value of `setting` in `settings`, as cfg keeps it; raises if it
     is not valid."""
     value = settings[setting.name]
-    if setting.is_valid is not None and not setting.is_valid(value, settings):
+    if not setting.is_valid(value, settings):
         raise ValueError(
             f"binder_ner {setting.name} must be "
             f"{setting.must_be.format(**settings)}, got {value!r}."

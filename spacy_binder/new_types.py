@@ -31,6 +31,7 @@ from .descriptions import read_descriptions
 ANNOTATED_LABELS = "binder_ner.annotated_labels"
 MISSING_LABELS = "binder_ner.missing_labels"
 
+
 def annotated_label_set(doc: Doc, labels: Sequence[str]) -> Optional[set]:
     """The labels of `labels` the doc's gold is complete for, or None when
     it is complete for all of them (no mark)."""

@@ -142,13 +142,12 @@ def main(
         ("binder_ner", "distant", system_config(base, "binder_ner", distant_width, spans_key)),
         ("binder_ner", "gold", system_config(base, "binder_ner", gold_width, spans_key)),
     ]
-    variant = "default"
-    slug = variant
+    variant = "default"  # the table's column; the loss options it once named were removed
     for system, labels, system_cfg in runs:
         msg.divider(f"{system} on {labels} labels")
         row = run_system(
             system, system_cfg, distant_dir if labels == "distant" else corpus_dir,
-            work_dir / dataset / f"{system}-{labels}-{slug}", dataset=dataset, encoder=encoder,
+            work_dir / dataset / f"{system}-{labels}-{variant}", dataset=dataset, encoder=encoder,
             spans_key=spans_key, gpu_id=gpu_id, test_path=gold_test,
         )  # fmt: skip
         row.update({
@@ -156,7 +155,7 @@ def main(
             "max_span_width": distant_width if labels == "distant" else gold_width,
         })  # fmt: skip
         if system == "binder_ner":
-            run_dir = work_dir / dataset / f"{system}-{labels}-{slug}"
+            run_dir = work_dir / dataset / f"{system}-{labels}-{variant}"
             row["dev_gold_f"] = gold_f(run_dir / "pipeline" / "model-best", corpus_dir / "dev.spacy", gpu_id)
         rows.append({**{key: row[key] for key in ROW_KEYS}, **row})
         msg.good(f"{system} ({labels}, {variant}): F {row['f']:.2f}, {row['train_seconds']:.0f} s training")
