@@ -8,7 +8,7 @@ grows linearly with the number of tokens.
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +106,9 @@ class BinderHead(nn.Module):
     # candidates scored at once when no gradient is needed (a chunk's span
     # vectors take inference_chunk x projection_size floats)
     inference_chunk = 16384
+    # without a gradient, whole segments of about this many tokens are scored
+    # at a time: the projections of a long doc never live all at once
+    inference_tokens = 4096
 
     @property
     def max_span_width(self) -> int:
@@ -137,6 +140,21 @@ class BinderHead(nn.Module):
                 f"A candidate span is {int(widths.max()) + 1} tokens long, but "
                 f"the head was built for at most {self.max_span_width}."
             )
+        if not torch.is_grad_enabled() and tokens.shape[0] > self.inference_tokens:
+            groups = segment_groups(token_segments, n_segments, span_starts, self.inference_tokens)
+            if groups is not None and len(groups) > 1:
+                parts = [
+                    self(
+                        tokens[t0:t1],
+                        type_vectors,
+                        span_starts[c0:c1] - t0,
+                        span_ends[c0:c1] - t0,
+                        token_segments[t0:t1] - s0,
+                        s1 - s0,
+                    )
+                    for (s0, s1), (t0, t1), (c0, c1) in groups
+                ]
+                return tuple(torch.cat(field) for field in zip(*parts))  # type: ignore[return-value]
         scales = self.log_scales.exp()
         type_start = self.type_start(type_vectors)
         type_end = self.type_end(type_vectors)
@@ -178,6 +196,35 @@ class BinderHead(nn.Module):
             dim=1,
         )
         return start, end, span, anchor
+
+
+def segment_groups(
+    token_segments: Tensor, n_segments: int, span_starts: Tensor, max_tokens: int
+) -> Optional[List[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]]]:
+    """Consecutive runs of whole segments, grouped by the multiple of
+    `max_tokens` their first token falls in (so at most `max_tokens` tokens
+    plus one segment's), as (segments, tokens, candidates) index ranges. None unless the tokens are
+    ordered by segment and the candidates by start token, as
+    `enumerate_candidates` gives them: only then is a group's slice of each
+    input its own and scoring group by group the same as scoring at once.
+    """
+    if token_segments.numel() and bool((token_segments[1:] < token_segments[:-1]).any()):
+        return None
+    if span_starts.numel() and bool((span_starts[1:] < span_starts[:-1]).any()):
+        return None
+    counts = torch.bincount(token_segments, minlength=n_segments)
+    segment_starts = torch.cumsum(counts, 0) - counts
+    group_of_segment = segment_starts // max_tokens
+    breaks = (torch.nonzero(group_of_segment[1:] != group_of_segment[:-1]).flatten() + 1).tolist()
+    segment_bounds = [0] + breaks + [n_segments]
+    token_bounds = segment_starts[breaks].tolist()
+    token_bounds = [0] + token_bounds + [int(token_segments.shape[0])]
+    candidate_bounds = torch.searchsorted(span_starts, torch.tensor(token_bounds, dtype=span_starts.dtype)).tolist()
+    return [
+        ((segment_bounds[i], segment_bounds[i + 1]), (token_bounds[i], token_bounds[i + 1]),
+         (candidate_bounds[i], candidate_bounds[i + 1]))
+        for i in range(len(segment_bounds) - 1)
+    ]
 
 
 def segment_mean(values: Tensor, segments: Tensor, n_segments: int) -> Tensor:

@@ -16,6 +16,7 @@ from spacy_binder.torch_binder import (
     BinderScores,
     LossWeights,
     binder_loss,
+    segment_groups,
     segment_logsumexp,
 )
 from util import NESTED_DATA, cnn_pipeline, make_examples, train
@@ -174,6 +175,55 @@ def test_chunked_inference_scores_equal_full_scores():
     with torch.no_grad():
         chunked = head(*args)[2]
     assert torch.allclose(full, chunked, atol=1e-6)
+
+
+def _segmented_batch(lengths, max_span_width):
+    """Token segments and candidates laid out as enumerate_candidates does."""
+    segments = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    starts, ends, offset = [], [], 0
+    for length in lengths:
+        for i in range(length):
+            for width in range(min(max_span_width, length - i)):
+                starts.append(offset + i)
+                ends.append(offset + i + width)
+        offset += length
+    return segments, torch.tensor(starts), torch.tensor(ends)
+
+
+def test_inference_by_segment_groups_equals_scoring_at_once():
+    """A long batch is scored in groups of whole segments without autograd;
+    every field equals one pass over the whole batch (float noise only).
+    Empty segments and a segment longer than a group are included."""
+    torch.manual_seed(2)
+    head = BinderHead(6, 5, projection_size=4, max_span_width=3, width_embedding_size=2, dropout=0.0).eval()
+    lengths = [3, 0, 7, 1, 12, 0, 2, 5] * 5 + [40, 4]
+    segments, starts, ends = _segmented_batch(lengths, 3)
+    args = (torch.randn(int(segments.shape[0]), 6), torch.randn(3, 5), starts, ends, segments, len(lengths))
+    with torch.no_grad():
+        head.inference_tokens = 10**6
+        whole = head(*args)
+        head.inference_tokens = 16
+        grouped = head(*args)
+    groups = segment_groups(segments, len(lengths), starts, 16)
+    assert len(groups) > 5
+    for field_whole, field_grouped in zip(whole, grouped):
+        assert field_whole.shape == field_grouped.shape
+        assert torch.allclose(field_whole, field_grouped, atol=1e-5)
+
+
+def test_segment_groups_keep_segments_whole():
+    lengths = [5, 9, 0, 30, 2, 2, 11]
+    segments, starts, ends = _segmented_batch(lengths, 4)
+    groups = segment_groups(segments, len(lengths), starts, 8)
+    # consecutive, covering every segment, token and candidate once
+    assert [g[0][0] for g in groups[1:]] == [g[0][1] for g in groups[:-1]]
+    assert groups[0][0][0] == 0 and groups[-1][0][1] == len(lengths)
+    assert groups[-1][1][1] == sum(lengths) and groups[-1][2][1] == len(starts)
+    for (s0, s1), (t0, t1), (c0, c1) in groups:
+        assert t0 == sum(lengths[:s0]) and t1 == sum(lengths[:s1])
+        assert bool(((starts[c0:c1] >= t0) & (ends[c0:c1] < t1)).all())
+    # candidates out of start order cannot be sliced by group: None
+    assert segment_groups(segments, len(lengths), starts.flip(0), 8) is None
 
 
 # -- rows of types a doc is not annotated for; BinderLoss.v1's removed options ----
