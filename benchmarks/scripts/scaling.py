@@ -17,6 +17,7 @@ are dominated by fixed overhead).
 """
 import gc
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -157,8 +158,11 @@ def measure_one(
     )
 
 
-def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool, plain_transformer: bool) -> Dict[str, Any]:
-    """Measure one doc in a fresh process (see measure_one)."""
+def run_size(
+    model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool, plain_transformer: bool, mmap_threshold: int
+) -> Dict[str, Any]:
+    """Measure one doc in a fresh process (see measure_one), with glibc's
+    MALLOC_MMAP_THRESHOLD_ set to `mmap_threshold` bytes if it is > 0."""
     with tempfile.TemporaryDirectory() as tmp:
         doc_path = Path(tmp) / "doc.spacy"
         result_path = Path(tmp) / "result.json"
@@ -168,7 +172,10 @@ def run_size(model: str, doc: Doc, gpu_id: int, keep_transformer_output: bool, p
             cmd.append("--keep-transformer-output")
         if plain_transformer:
             cmd.append("--plain-transformer")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = dict(os.environ)
+        if mmap_threshold > 0:
+            env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not result_path.exists():
             msg.fail(f"Measuring {len(doc)} tokens failed (exit {proc.returncode})", proc.stderr[-3000:], exits=1)
         return srsly.read_json(result_path)
@@ -211,6 +218,7 @@ def main(
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU id, or -1 for CPU"),
     keep_transformer_output: bool = typer.Option(False, "--keep-transformer-output", help="Load with binder_ner's free_transformer_output = false (as before that option)"),
     plain_transformer: bool = typer.Option(False, "--plain-transformer", help="Load a LengthBucketedTransformer.v1 pipeline's transformer as TransformerModel.v3 (as before length buckets)"),
+    mmap_threshold: int = typer.Option(0, "--mmap-threshold", help="Run each size with glibc's MALLOC_MMAP_THRESHOLD_ set to this many bytes (0: the allocator's default, a threshold that grows as large blocks are freed)"),
 ) -> None:
     """Time and peak memory of `nlp(doc)` against doc length, with fitted
     exponents."""
@@ -218,7 +226,7 @@ def main(
     sources = source_sentences(vocab, source)
     rows = []
     for size in parse_sizes(sizes):
-        row = run_size(model, build_doc(vocab, sources, size), gpu_id, keep_transformer_output, plain_transformer)
+        row = run_size(model, build_doc(vocab, sources, size), gpu_id, keep_transformer_output, plain_transformer, mmap_threshold)
         rows.append(row)
         gpu = f", +{row['peak_gpu_increase_mb']:.1f} MB peak GPU" if "peak_gpu_increase_mb" in row else ""
         msg.text(f"{row['tokens']:>7} tokens: {row['seconds']:.3f} s, +{row['peak_rss_increase_mb']:.1f} MB peak RSS, +{row['retained_rss_increase_mb']:.1f} MB kept with the doc{gpu}")
@@ -232,6 +240,7 @@ def main(
         "memory_exponent": fit_exponent(rows, "peak_rss_increase_mb", fit_min_tokens),
         "gpu_memory_exponent": fit_exponent(rows, "peak_gpu_increase_mb", fit_min_tokens),
         "fit_min_tokens": fit_min_tokens,
+        "malloc_mmap_threshold": mmap_threshold or None,
     }
     output_path.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output_path, result)
