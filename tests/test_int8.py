@@ -7,9 +7,11 @@ import numpy
 import pytest
 import spacy
 import torch
+from spacy.tokens import DocBin
 from thinc.api import Config
 
-from spacy_binder.int8 import CALLBACK, Int8Transformer, hf_shims, is_int8, quantize_pipeline
+from spacy_binder.int8 import CALLBACK, Int8Transformer, SmoothedLinear, hf_shims, is_int8, quantize_pipeline
+from spacy_binder.int8 import smooth_linear_layers
 from util import LONG_DOC_SENTENCE, NESTED_DATA, install_as_package, make_examples, offline_env, predictions
 from util import predictions_in_subprocess, run_python, transformer_pipeline
 
@@ -110,6 +112,65 @@ def test_fp32_weights_with_the_int8_setting_load_as_int8(fp32_folder, int8_nlp, 
     nlp = spacy.load(folder)
     assert is_int8(nlp)
     assert predictions(nlp, TEXTS) == predictions(int8_nlp, TEXTS)  # the same quantization of the same weights
+
+
+@pytest.fixture(scope="module")
+def smoothed_nlp(fp32_folder):
+    nlp = spacy.load(fp32_folder)
+    assert quantize_pipeline(nlp, TEXTS, smoothing=0.7) == 1
+    return nlp
+
+
+def test_smoothing_leaves_the_fp32_function_unchanged(fp32_folder):
+    """Scaling a Linear layer's input channels by 1/s and its weight columns
+    by s is the same function in fp32; only the weights move."""
+    model = hf_shims(spacy.load(fp32_folder))[0]._model.eval()  # no dropout
+    inputs = {"input_ids": torch.tensor([[2, 15, 40, 7, 3]]), "attention_mask": torch.ones((1, 5), dtype=torch.long)}
+    before = model(**inputs).last_hidden_state
+    names = [name for name, layer in model.named_modules() if isinstance(layer, torch.nn.Linear)]
+    query = names[0]
+    weight_before = model.get_submodule(query).weight.detach().clone()
+    generator = torch.Generator().manual_seed(0)
+    maxima = {name: torch.rand(model.get_submodule(name).in_features, generator=generator) * 10 for name in names}
+    assert smooth_linear_layers(model, maxima, alpha=0.7) == len(names)
+    assert isinstance(model.get_submodule(query), SmoothedLinear)
+    assert not torch.allclose(model.get_submodule(query).linear.weight, weight_before)
+    torch.testing.assert_close(model(**inputs).last_hidden_state, before, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        smooth_linear_layers(model, {}, alpha=1.5)
+
+
+def test_smoothed_int8_agrees_with_fp32(fp32_folder, smoothed_nlp):
+    model = hf_shims(smoothed_nlp)[0]._model.model
+    smoothed = [layer for layer in model.modules() if isinstance(layer, SmoothedLinear)]
+    # every Linear the texts passed through: the 4 attention and 2 feed-forward layers per layer, and the pooler's
+    assert len(smoothed) == 6 * model.config.num_hidden_layers + int(getattr(model, "pooler", None) is not None)
+    assert all(isinstance(layer.linear, torch.ao.nn.quantized.dynamic.Linear) for layer in smoothed)
+    fp32 = spacy.load(fp32_folder)
+    for want, have in zip(all_candidates(fp32, TEXTS), all_candidates(smoothed_nlp, TEXTS)):
+        assert have["spans"] == want["spans"]
+        numpy.testing.assert_allclose(have["scores"], want["scores"], atol=SCORE_TOLERANCE)
+    with pytest.raises(ValueError, match="No calibration texts"):
+        quantize_pipeline(spacy.load(fp32_folder), [])
+    with pytest.raises(ValueError, match="int8 already"):
+        quantize_pipeline(smoothed_nlp, TEXTS)
+
+
+def test_quantize_command_with_calibration_reloads_the_same(fp32_folder, smoothed_nlp, tmp_path):
+    calibration = tmp_path / "calibration.spacy"
+    blank = spacy.blank("en")
+    DocBin(docs=[blank(text) for text in TEXTS]).to_disk(calibration)
+    result = run_python("-m", "spacy_binder", "quantize", str(fp32_folder), str(tmp_path / "int8"),
+                        "--calibration", str(calibration), "--smoothing", "0.7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"smoothed on {len(TEXTS)} calibration texts" in " ".join(result.stdout.split())  # wasabi wraps lines
+    reloaded = predictions_in_subprocess(tmp_path / "int8", TEXTS)
+    expected = predictions(smoothed_nlp, TEXTS)  # the same calibration texts, so the same scales
+    assert [[tuple(span) for span in p["spans"]] for p in reloaded] == [p["spans"] for p in expected]
+    for have, want in zip(reloaded, expected):
+        numpy.testing.assert_allclose(have["scores"], want["scores"], atol=1e-6)
+    state = hf_shims(spacy.load(tmp_path / "int8"))[0]._model.state_dict()
+    assert any(key.endswith(".input_scale") for key in state)
 
 
 def test_int8_pipeline_refuses_training(int8_nlp):

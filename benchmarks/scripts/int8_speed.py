@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from itertools import islice
+from typing import Any, Dict, List, Optional
 
 import spacy
 import srsly
@@ -30,7 +31,7 @@ from wasabi import msg
 import project_scripts  # noqa: F401  (project/scripts on the path)
 from benchmark import fresh_docs, peak_rss_mb
 from evaluate_documents import join_documents, score
-from spacy_binder.int8 import folder_mb, quantize_pipeline
+from spacy_binder.int8 import DEFAULT_SMOOTHING, folder_mb, quantize_pipeline
 
 MEASURE_MEMORY = "measure-memory"
 
@@ -110,14 +111,26 @@ def main(
     rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per pipeline (best counts)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="nlp.pipe batch size"),
     spans_key: str = typer.Option("sc", "--spans-key"),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Docs (.spacy) whose texts calibrate a third, smoothed int8 pipeline (the training data)", exists=True, dir_okay=False),
+    calibration_docs: int = typer.Option(300, "--calibration-docs", min=1, help="The first N docs of --calibration"),
+    smoothing: float = typer.Option(DEFAULT_SMOOTHING, "--smoothing", help="SmoothQuant's alpha of the smoothed pipeline"),
 ) -> None:
-    """Print and save one row per precision (fp32, int8) for one corpus."""
+    """Print and save one row per pipeline (fp32, int8, and with --calibration
+    int8 smoothed) for one corpus."""
     with tempfile.TemporaryDirectory() as tmp:
-        int8_path = Path(tmp) / "int8"
+        paths: Dict[str, Path] = {"fp32": model}
+        variants: Dict[str, Optional[float]] = {"fp32": None, "int8": None}
         nlp = spacy.load(model)
         quantize_pipeline(nlp)
-        nlp.to_disk(int8_path)
-        paths = {"fp32": model, "int8": int8_path}
+        paths["int8"] = Path(tmp) / "int8"
+        nlp.to_disk(paths["int8"])
+        if calibration is not None:
+            nlp = spacy.load(model)
+            texts = [doc.text for doc in islice(DocBin().from_disk(calibration).get_docs(nlp.vocab), calibration_docs)]
+            quantize_pipeline(nlp, texts, smoothing)
+            paths["int8 smoothed"] = Path(tmp) / "int8_smoothed"
+            variants["int8 smoothed"] = smoothing
+            nlp.to_disk(paths["int8 smoothed"])
         pipelines = {name: spacy.load(path) for name, path in paths.items()}
         documents, unit = join_documents(list(DocBin().from_disk(docs_path).get_docs(pipelines["fp32"].vocab)), sentences_per_doc)
         n_words = sum(len(doc) for doc in documents)
@@ -127,7 +140,9 @@ def main(
         for name, nlp in pipelines.items():
             row = {
                 "dataset": dataset,
-                "precision": name,
+                "precision": "fp32" if name == "fp32" else "int8",
+                "smoothing": variants[name],
+                "calibration_docs": calibration_docs if variants[name] is not None else None,
                 "words_per_second": round(n_words / seconds[name], 1),
                 **accuracy(nlp, documents, spans_key, batch_size),
                 **memory_in_fresh_process(paths[name], docs_path, sentences_per_doc, batch_size),
@@ -140,17 +155,19 @@ def main(
                 "torch_threads": torch.get_num_threads(),
             }
             rows.append(row)
-    fp32, int8 = rows
-    int8["speedup"] = round(int8["words_per_second"] / fp32["words_per_second"], 3)
-    for row in rows:
+    fp32 = rows[0]
+    for name, row in zip(pipelines, rows):
+        if row is not fp32:
+            row["speedup"] = round(row["words_per_second"] / fp32["words_per_second"], 3)
         msg.text(
-            f"{row['precision']}: {row['words_per_second']:.0f} words/s, ents F {pct(row['ents_f'])}, "
+            f"{name}: {row['words_per_second']:.0f} words/s, ents F {pct(row['ents_f'])}, "
             f"spans F {pct(row['spans_f'])}, peak RSS {row['peak_rss_mb']:.0f} MB, {row['disk_mb']:.0f} MB on disk"
         )
-    msg.good(
-        f"{dataset}: int8 {int8['speedup']:.2f}x the fp32 words/s; F difference "
-        f"ents {difference(int8['ents_f'], fp32['ents_f'])}, spans {difference(int8['spans_f'], fp32['spans_f'])}"
-    )
+    for name, row in list(zip(pipelines, rows))[1:]:
+        msg.good(
+            f"{dataset}: {name} {row['speedup']:.2f}x the fp32 words/s; F difference "
+            f"ents {difference(row['ents_f'], fp32['ents_f'])}, spans {difference(row['spans_f'], fp32['spans_f'])}"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, rows)
 

@@ -155,14 +155,18 @@ def test_int8_speed(trained, tmp_path):
     model, docs = trained
     output = tmp_path / "int8.json"
     proc = run_script("int8_speed.py", model, docs, "--dataset", "toy", "--output", output,
-                      "--sentences-per-doc", 2, "--rounds", 1, "--batch-size", 4)
-    fp32, int8 = srsly.read_json(output)
-    assert (fp32["precision"], int8["precision"]) == ("fp32", "int8")
-    for row in (fp32, int8):
+                      "--sentences-per-doc", 2, "--rounds", 1, "--batch-size", 4,
+                      "--calibration", docs, "--calibration-docs", 5, "--smoothing", 0.7)
+    fp32, int8, smoothed = srsly.read_json(output)
+    assert [row["precision"] for row in (fp32, int8, smoothed)] == ["fp32", "int8", "int8"]
+    assert fp32["smoothing"] is None and int8["smoothing"] is None and smoothed["smoothing"] == pytest.approx(0.7)
+    assert smoothed["calibration_docs"] == 5
+    for row in (fp32, int8, smoothed):
         assert {"dataset", "words_per_second", "ents_f", "spans_f", "peak_rss_mb", "disk_mb"} <= set(row)
         assert row["dataset"] == "toy" and row["words_per_second"] > 0
         # the DocBin holds sentence docs: joined two by two
         assert row["docs"] == math.ceil(len(NESTED_DATA) * N_COPIES / 2) and row["unit"] == "2 sentences per doc"
         assert row["peak_rss_mb"] > row["load_mb"] > 0
-    assert int8["speedup"] == pytest.approx(int8["words_per_second"] / fp32["words_per_second"], abs=2e-3)
-    assert "int8" in proc.stdout and "x the fp32 words/s" in proc.stdout
+    for row in (int8, smoothed):
+        assert row["speedup"] == pytest.approx(row["words_per_second"] / fp32["words_per_second"], abs=2e-3)
+    assert "int8 smoothed" in proc.stdout and "x the fp32 words/s" in proc.stdout
