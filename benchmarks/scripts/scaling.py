@@ -153,6 +153,8 @@ def measure_one(
             "free_transformer_output": "binder_ner" in nlp.pipe_names
             and nlp.get_pipe("binder_ner").cfg.get("free_transformer_output", False),
             "hwm_reset": hwm_reset,
+            # what this process's allocator was started with
+            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
             **gpu_fields,
         },
     )

@@ -76,6 +76,16 @@ def test_scaling_build_doc():
     assert doc.text.startswith(sources[0].text + " " + sources[1].text)
 
 
+def test_scaling_passes_the_allocator_setting_to_each_measurement(trained, tmp_path):
+    model, docs = trained
+    output = tmp_path / "scaling.json"
+    run_script("scaling.py", model, "--output", output, "--sizes", 60, "--source", docs,
+               "--mmap-threshold", 131072)
+    result = srsly.read_json(output)
+    assert result["malloc_mmap_threshold"] == 131072
+    assert [row["malloc_mmap_threshold"] for row in result["rows"]] == ["131072"]
+
+
 @pytest.mark.slow
 def test_scaling(trained, tmp_path):
     model, docs = trained
@@ -97,6 +107,7 @@ def test_scaling(trained, tmp_path):
         # a sentence per source doc piece: the NESTED_DATA docs have 7, 7, 7 and 5 words
         assert row["sentences"] >= size // 7
     assert [row["tokens"] for row in rows] == sorted({row["tokens"] for row in rows})
+    assert result["malloc_mmap_threshold"] is None and all(row["malloc_mmap_threshold"] is None for row in rows)
     assert isinstance(result["time_exponent"], float) and math.isfinite(result["time_exponent"]), result
     # on the CPU: no GPU figures, and no GPU exponent fitted from missing values
     assert not any("peak_gpu_increase_mb" in row for row in rows)
