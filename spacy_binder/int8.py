@@ -36,6 +36,7 @@ CALLBACK = "spacy-binder.int8_transformers.v1"
 # (0.7, 0.8 and 0.9 tried, see the results document); 0.5, the paper's
 # default for its models, lost 6 F on NCBI-disease
 DEFAULT_SMOOTHING = 0.7
+MIN_INPUT_SCALE, MAX_INPUT_SCALE = 1e-2, 1e2
 
 
 @contextmanager
@@ -83,7 +84,12 @@ def smooth_linear_layers(module: torch.nn.Module, input_maxima: Dict[str, torch.
         if not isinstance(linear, torch.nn.Linear):
             raise ValueError(f"{name} is a {type(linear).__name__}, not a Linear layer to smooth.")
         weight_maxima = linear.weight.detach().abs().amax(dim=0).clamp(min=1e-5)
-        scale = (maxima.clamp(min=1e-5).pow(alpha) / weight_maxima.pow(1.0 - alpha)).clamp(min=1e-5)
+        # bounded: a channel that calibration barely saw would otherwise get a
+        # tiny scale and its weight column would round to zero in int8 (the
+        # measured pipelines' scales lie in 0.019-16.1, inside the bounds)
+        scale = (maxima.clamp(min=1e-5).pow(alpha) / weight_maxima.pow(1.0 - alpha)).clamp(
+            min=MIN_INPUT_SCALE, max=MAX_INPUT_SCALE
+        )
         with torch.no_grad():
             linear.weight.mul_(scale)
         _replace_submodule(module, name, SmoothedLinear(linear, 1.0 / scale))
@@ -221,9 +227,9 @@ def linear_input_maxima(nlp: Language, texts: Iterable[str]) -> Dict[int, Dict[s
         for name, layer in shim._model.named_modules():
             if isinstance(layer, torch.nn.Linear):
                 hooks.append(layer.register_forward_hook(partial(record, id(shim), name)))
-    _clear_cached_type_vectors(nlp)  # the descriptions are encoded again, and recorded
     n_texts = 0
     try:
+        _clear_cached_type_vectors(nlp)  # the descriptions are encoded again, and recorded
         for _ in nlp.pipe(texts):
             n_texts += 1
     finally:
@@ -232,6 +238,12 @@ def linear_input_maxima(nlp: Language, texts: Iterable[str]) -> Dict[int, Dict[s
         _clear_cached_type_vectors(nlp)
     if not n_texts:
         raise ValueError("No calibration texts: give at least one text the pipeline will see, e.g. from its training data.")
+    unseen = sum(1 for shim in _loaded_shims(nlp) if id(shim) not in maxima)
+    if unseen:
+        raise ValueError(
+            f"{unseen} transformer(s) of the pipeline did not run on the calibration texts (a disabled "
+            "component?), so they cannot be smoothed. Enable every component that uses one and quantize again."
+        )
     return maxima
 
 

@@ -144,7 +144,7 @@ class BinderHead(nn.Module):
             groups = segment_groups(token_segments, n_segments, span_starts, self.inference_tokens)
             if groups is not None and len(groups) > 1:
                 parts = [
-                    self(
+                    self._score(
                         tokens[t0:t1],
                         type_vectors,
                         span_starts[c0:c1] - t0,
@@ -155,6 +155,19 @@ class BinderHead(nn.Module):
                     for (s0, s1), (t0, t1), (c0, c1) in groups
                 ]
                 return tuple(torch.cat(field) for field in zip(*parts))  # type: ignore[return-value]
+        return self._score(tokens, type_vectors, span_starts, span_ends, token_segments, n_segments)
+
+    def _score(
+        self,
+        tokens: Tensor,
+        type_vectors: Tensor,
+        span_starts: Tensor,
+        span_ends: Tensor,
+        token_segments: Tensor,
+        n_segments: int,
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """`forward` on one batch or one group of whole segments."""
+        widths = span_ends - span_starts
         scales = self.log_scales.exp()
         type_start = self.type_start(type_vectors)
         type_end = self.type_end(type_vectors)
@@ -219,7 +232,8 @@ def segment_groups(
     segment_bounds = [0] + breaks + [n_segments]
     token_bounds = segment_starts[breaks].tolist()
     token_bounds = [0] + token_bounds + [int(token_segments.shape[0])]
-    candidate_bounds = torch.searchsorted(span_starts, torch.tensor(token_bounds, dtype=span_starts.dtype)).tolist()
+    bounds = torch.tensor(token_bounds, dtype=span_starts.dtype, device=span_starts.device)
+    candidate_bounds = torch.searchsorted(span_starts, bounds).tolist()
     return [
         ((segment_bounds[i], segment_bounds[i + 1]), (token_bounds[i], token_bounds[i + 1]),
          (candidate_bounds[i], candidate_bounds[i + 1]))

@@ -156,6 +156,17 @@ def test_smoothed_int8_agrees_with_fp32(fp32_folder, smoothed_nlp):
         quantize_pipeline(smoothed_nlp, TEXTS)
 
 
+def test_calibration_must_reach_every_transformer(fp32_folder):
+    """A transformer the calibration texts never ran through (here a
+    disabled second transformer component) cannot be smoothed: refused, not
+    quantized plain behind the user's back."""
+    nlp = spacy.load(fp32_folder)
+    nlp.add_pipe("transformer", name="second_transformer", source=spacy.load(fp32_folder))
+    nlp.disable_pipe("second_transformer")
+    with pytest.raises(ValueError, match="1 transformer.*did not run on the calibration texts"):
+        quantize_pipeline(nlp, TEXTS)
+
+
 def test_quantize_command_with_calibration_reloads_the_same(fp32_folder, smoothed_nlp, tmp_path):
     calibration = tmp_path / "calibration.spacy"
     blank = spacy.blank("en")

@@ -31,7 +31,7 @@ from wasabi import msg
 import project_scripts  # noqa: F401  (project/scripts on the path)
 from benchmark import fresh_docs, peak_rss_mb
 from evaluate_documents import join_documents, score
-from spacy_binder.int8 import DEFAULT_SMOOTHING, folder_mb, quantize_pipeline
+from spacy_binder.int8 import DEFAULT_SMOOTHING, SmoothedLinear, folder_mb, hf_shims, quantize_pipeline
 
 MEASURE_MEMORY = "measure-memory"
 
@@ -127,6 +127,7 @@ def main(
         if calibration is not None:
             nlp = spacy.load(model)
             texts = [doc.text for doc in islice(DocBin().from_disk(calibration).get_docs(nlp.vocab), calibration_docs)]
+            calibration_docs = len(texts)
             quantize_pipeline(nlp, texts, smoothing)
             paths["int8 smoothed"] = Path(tmp) / "int8_smoothed"
             variants["int8 smoothed"] = smoothing
@@ -143,6 +144,7 @@ def main(
                 "precision": "fp32" if name == "fp32" else "int8",
                 "smoothing": variants[name],
                 "calibration_docs": calibration_docs if variants[name] is not None else None,
+                "smoothed_layers": sum(isinstance(layer, SmoothedLinear) for shim in hf_shims(nlp) for layer in shim._model.modules()),
                 "words_per_second": round(n_words / seconds[name], 1),
                 **accuracy(nlp, documents, spans_key, batch_size),
                 **memory_in_fresh_process(paths[name], docs_path, sentences_per_doc, batch_size),

@@ -154,7 +154,7 @@ def measure_one(
             and nlp.get_pipe("binder_ner").cfg.get("free_transformer_output", False),
             "hwm_reset": hwm_reset,
             # what this process's allocator was started with
-            "malloc_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+            "malloc_mmap_threshold": int(os.environ["MALLOC_MMAP_THRESHOLD_"]) if "MALLOC_MMAP_THRESHOLD_" in os.environ else None,
             **gpu_fields,
         },
     )
@@ -175,6 +175,7 @@ def run_size(
         if plain_transformer:
             cmd.append("--plain-transformer")
         env = dict(os.environ)
+        env.pop("MALLOC_MMAP_THRESHOLD_", None)  # 0 means the allocator's default, whatever the shell says
         if mmap_threshold > 0:
             env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
