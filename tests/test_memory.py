@@ -1,6 +1,7 @@
 """binder_ner frees the transformer output once it has read it
 (`free_transformer_output`), unless a later component listens to the same
 transformer; a doc whose output is gone is refused, not read as zeros."""
+import numpy
 import pytest
 from spacy_transformers.data_classes import TransformerData
 
@@ -66,3 +67,23 @@ def test_kept_for_a_later_listener(tiny_bert_path):
     # with the tagger disabled, binder_ner is the last listener again
     with nlp.select_pipes(disable=["tagger"]):
         assert nlp(TEXT)._.trf_data is None
+
+
+def test_a_long_doc_is_scored_in_groups_of_segments_with_the_same_result(nlp, monkeypatch):
+    """Without autograd the head scores whole segments about
+    `inference_tokens` at a time, so its working memory does not grow with
+    the doc; the predictions are those of one pass over the whole doc."""
+    from spacy_binder.torch_binder import BinderHead
+
+    text = " ".join([TEXT] * 12)
+    monkeypatch.setattr(BinderHead, "inference_tokens", 10**9)
+    whole = nlp(text)
+    calls = []
+    score = BinderHead._score
+    monkeypatch.setattr(BinderHead, "inference_tokens", 32)
+    monkeypatch.setattr(BinderHead, "_score", lambda self, *args: calls.append(args[0].shape[0]) or score(self, *args))
+    grouped = nlp(text)
+    assert len(calls) > 3 and max(calls) < len(whole)  # groups, each far shorter than the doc
+    assert span_tuples(grouped) == span_tuples(whole)
+    numpy.testing.assert_allclose(list(grouped.spans["sc"].attrs["scores"]), list(whole.spans["sc"].attrs["scores"]), atol=1e-5)
+    assert [(e.start, e.end, e.label_) for e in grouped.ents] == [(e.start, e.end, e.label_) for e in whole.ents]
