@@ -61,10 +61,14 @@ def test_int8_replaces_every_linear_layer(int8_nlp):
     assert int8_nlp.config["nlp"]["after_pipeline_creation"] == {"@callbacks": CALLBACK}
 
 
-def test_a_description_encoder_of_its_own_is_quantized_too(trained_pipeline, tiny_bert_path):
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_a_description_encoder_of_its_own_is_quantized_too(trained_pipeline, tiny_bert_path, calibrated):
     nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
     nlp.initialize(lambda: make_examples(nlp, NESTED_DATA))
-    assert quantize_pipeline(nlp) == 2 and is_int8(nlp)
+    assert quantize_pipeline(nlp, TEXTS if calibrated else None) == 2 and is_int8(nlp)
+    # calibration reaches the description encoder too (it reads the type descriptions)
+    smoothed = [any(isinstance(layer, SmoothedLinear) for layer in shim._model.modules()) for shim in hf_shims(nlp)]
+    assert smoothed == [calibrated, calibrated]
     assert any(isinstance(node.shims[0]._model, Int8Transformer) for node in nlp.get_pipe("binder_ner").model.walk() if node.shims and hasattr(node.shims[0], "_hfmodel"))
 
 
