@@ -111,8 +111,7 @@ def smooth_linear_layers(module: torch.nn.Module, input_maxima: Dict[str, torch.
     """Wrap each Linear layer named in `input_maxima` (its inputs' largest
     absolute value per channel) in a `SmoothedLinear`, in place, with the
     weights rescaled to match. RETURNS (int): the layers wrapped."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"The smoothing strength alpha must be in [0, 1], got {alpha}.")
+    _check_smoothing(alpha)
     count = 0
     for name, maxima in input_maxima.items():
         linear = module.get_submodule(name)
@@ -130,6 +129,11 @@ def smooth_linear_layers(module: torch.nn.Module, input_maxima: Dict[str, torch.
         _replace_submodule(module, name, SmoothedLinear(linear, 1.0 / scale))
         count += 1
     return count
+
+
+def _check_smoothing(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"The smoothing strength alpha must be in [0, 1], got {alpha}.")
 
 
 def _replace_submodule(module: torch.nn.Module, name: str, new: torch.nn.Module) -> None:
@@ -270,7 +274,6 @@ def linear_input_maxima(nlp: Language, texts: Iterable[str]) -> Dict[int, Dict[s
     finally:
         for hook in hooks:
             hook.remove()
-        _clear_cached_type_vectors(nlp)
     if not n_texts:
         raise ValueError("No calibration texts: give at least one text the pipeline will see, e.g. from its training data.")
     unseen = sum(1 for shim in _loaded_shims(nlp) if id(shim) not in maxima)
@@ -309,8 +312,7 @@ def quantize_pipeline(
             "The pipeline has no initialized spacy-transformers model to quantize (int8 "
             "quantization applies to transformer encoders; a CNN pipeline is already small)."
         )
-    if not 0.0 <= smoothing <= 1.0:
-        raise ValueError(f"The smoothing strength must be in [0, 1], got {smoothing}.")
+    _check_smoothing(smoothing)  # before the calibration pass, not after it
     maxima: Dict[int, Dict[str, torch.Tensor]] = {}
     if calibration_texts is not None:
         if any(isinstance(shim._model, Int8Transformer) for shim in shims):

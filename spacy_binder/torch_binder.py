@@ -216,10 +216,11 @@ def segment_groups(
 ) -> Optional[List[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]]]:
     """Consecutive runs of whole segments, grouped by the multiple of
     `max_tokens` their first token falls in (so at most `max_tokens` tokens
-    plus one segment's), as (segments, tokens, candidates) index ranges. None unless the tokens are
-    ordered by segment and the candidates by start token, as
-    `enumerate_candidates` gives them: only then is a group's slice of each
-    input its own and scoring group by group the same as scoring at once.
+    plus one segment's), as (segments, tokens, candidates) index ranges.
+    None unless the tokens are ordered by segment and the candidates by
+    start token, as `enumerate_candidates` gives them: only then is a
+    group's slice of each input its own and scoring group by group the same
+    as scoring at once.
     """
     if token_segments.numel() and bool((token_segments[1:] < token_segments[:-1]).any()):
         return None
