@@ -1,6 +1,7 @@
 """int8 CPU inference (`spacy_binder.int8`, `python -m spacy_binder quantize`)
 on the trained tiny-transformer pipeline of conftest."""
 import json
+import platform
 import subprocess
 
 import numpy
@@ -10,7 +11,7 @@ import torch
 from spacy.tokens import DocBin
 from thinc.api import Config
 
-from spacy_binder.int8 import CALLBACK, Int8Transformer, SmoothedLinear, hf_shims, is_int8, quantize_pipeline
+from spacy_binder.int8 import CALLBACK, Int8Linear, Int8Transformer, SmoothedLinear, hf_shims, is_int8, quantize_pipeline
 from spacy_binder.int8 import smooth_linear_layers
 from util import LONG_DOC_SENTENCE, NESTED_DATA, install_as_package, make_examples, offline_env, predictions
 from util import predictions_in_subprocess, run_python, transformer_pipeline
@@ -87,6 +88,30 @@ def test_int8_agrees_with_fp32(fp32_folder, int8_nlp):
         clear = {span for span, score in zip(map(tuple, want["spans"]), want["scores"]) if score > threshold + SCORE_TOLERANCE}
         assert clear <= set(map(tuple, have["spans"]))
     assert any(prediction["spans"] for prediction in predictions(int8_nlp, TEXTS))
+
+
+def packed_for_onednn(layer) -> bool:
+    """Whether a quantized Linear runs oneDNN's kernels: they are picked when
+    the weights are packed, and only oneDNN's names itself in this error."""
+    try:
+        torch.ops.quantized.linear_dynamic(torch.ones(1, layer.in_features, dtype=torch.float64), layer._packed_params._packed_params, False)
+    except RuntimeError as error:
+        return "ONEDNN" in str(error)
+    raise AssertionError("float64 inputs were accepted by an int8 Linear")
+
+
+@pytest.mark.skipif(
+    "onednn" not in torch.backends.quantized.supported_engines or platform.machine() != "x86_64",
+    reason="oneDNN packing is used on x86 builds of PyTorch only",
+)
+def test_int8_weights_are_packed_for_onednn_quantized_and_reloaded(int8_nlp, tmp_path):
+    engine = torch.backends.quantized.engine
+    int8_nlp.to_disk(tmp_path / "int8")
+    for nlp in [int8_nlp, spacy.load(tmp_path / "int8")]:
+        layers = [layer for layer in hf_shims(nlp)[0]._model.modules() if isinstance(layer, Int8Linear)]
+        assert layers and all(packed_for_onednn(layer) for layer in layers)
+    # the process-wide setting is left as it was, for other models
+    assert torch.backends.quantized.engine == engine
 
 
 def test_quantize_command_saves_a_pipeline_that_reloads_the_same(fp32_folder, int8_nlp, tmp_path):

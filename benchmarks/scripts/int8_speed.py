@@ -12,6 +12,7 @@ and the speedup is the ratio of the two. Peak memory: each pipeline in a fresh
 process that loads it and runs the documents once (peak RSS, and RSS after
 loading).
 """
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from wasabi import msg
 import project_scripts  # noqa: F401  (project/scripts on the path)
 from benchmark import fresh_docs, peak_rss_mb
 from evaluate_documents import join_documents, score
-from spacy_binder.int8 import DEFAULT_SMOOTHING, SmoothedLinear, folder_mb, hf_shims, quantize_pipeline
+from spacy_binder.int8 import DEFAULT_SMOOTHING, SmoothedLinear, folder_mb, hf_shims, packing_engine_name, quantize_pipeline
 
 MEASURE_MEMORY = "measure-memory"
 
@@ -155,6 +156,9 @@ def main(
                 "rounds": rounds,
                 "batch_size": batch_size,
                 "torch_threads": torch.get_num_threads(),
+                "int8_engine": packing_engine_name() if name != "fp32" else None,
+                # glibc's allocator settings change both pipelines' speed (see the results document)
+                "malloc_env": {key: value for key, value in sorted(os.environ.items()) if key.startswith("MALLOC_")},
             }
             rows.append(row)
     fp32 = rows[0]
