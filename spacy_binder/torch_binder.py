@@ -109,6 +109,9 @@ class BinderHead(nn.Module):
     # without a gradient, whole segments of about this many tokens are scored
     # at a time: the projections of a long doc never live all at once
     inference_tokens = 4096
+    # without a gradient or dropout, span scores come from per-token terms
+    # (`factored_span_scores`) instead of one vector per candidate
+    factored_inference = True
 
     @property
     def max_span_width(self) -> int:
@@ -188,11 +191,15 @@ class BinderHead(nn.Module):
             vectors = F.normalize(self.span_dropout(vectors), dim=-1)
             return scales[SPAN] * vectors @ type_span.T
 
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.training:
             span = score_spans(slice(None))
+        elif self.factored_inference:
+            span = scales[SPAN] * factored_span_scores(
+                span_start, span_end, width_vectors, type_span, span_starts, span_ends, widths
+            )
         else:
-            # Without autograd, score in chunks: peak memory stays at
-            # n_candidates x n_types plus one chunk of span vectors.
+            # score in chunks: peak memory stays at n_candidates x n_types
+            # plus one chunk of span vectors
             n = span_starts.shape[0]
             span = torch.cat(
                 [score_spans(slice(i, i + self.inference_chunk)) for i in range(0, n, self.inference_chunk)]
@@ -209,6 +216,61 @@ class BinderHead(nn.Module):
             dim=1,
         )
         return start, end, span, anchor
+
+
+def factored_span_scores(
+    starts_proj: Tensor,
+    ends_proj: Tensor,
+    width_vectors: Tensor,
+    type_span: Tensor,
+    span_starts: Tensor,
+    span_ends: Tensor,
+    widths: Tensor,
+) -> Tensor:
+    """cos(a_s + b_e + w_k, t) for every candidate (s, e, k = e - s) and
+    type t, without building a vector per candidate.
+
+    The dot product with t splits into per-token terms (a_s . t, b_e . t,
+    w_k . t), and so does the squared norm of the sum, except for a_s . b_e,
+    which only the pairs of tokens at most max_span_width apart need: one
+    band of dot products. That replaces max_span_width vectors of
+    projection_size floats per token (gathered, summed and normalized) by a
+    few numbers per candidate, which was most of the head's inference time.
+    Where the norm is a tiny difference of large terms (float32 rounding
+    would dominate it), those candidates are scored directly.
+    """
+    n_tokens = starts_proj.shape[0]
+    n_widths = int(widths.max()) + 1 if widths.numel() else 0
+    numerator = (starts_proj @ type_span.T)[span_starts] + (ends_proj @ type_span.T)[span_ends]
+    numerator = numerator + (width_vectors @ type_span.T)[widths]
+    # band[s, k] = a_s . b_(s+k): each start against the windows of the end
+    # vectors that follow it (a strided view, zeros past the last token)
+    padded_ends = torch.cat([ends_proj, ends_proj.new_zeros((max(n_widths - 1, 0), ends_proj.shape[1]))])
+    windows = padded_ends.unfold(0, n_widths, 1) if n_widths else padded_ends.new_zeros((n_tokens, ends_proj.shape[1], 0))
+    band = torch.bmm(starts_proj.unsqueeze(1), windows).squeeze(1)
+    squares = (
+        starts_proj.square().sum(-1)[span_starts]
+        + ends_proj.square().sum(-1)[span_ends]
+        + width_vectors.square().sum(-1)[widths]
+    )
+    cross = (
+        band[span_starts, widths]
+        + (starts_proj @ width_vectors.T)[span_starts, widths]
+        + (ends_proj @ width_vectors.T)[span_ends, widths]
+    )
+    squared_norm = squares + 2.0 * cross
+    # F.normalize's floor on the norm, so that both paths agree on zero vectors
+    scores = numerator / squared_norm.clamp(min=0.0).sqrt().clamp(min=1e-12).unsqueeze(-1)
+    unstable = torch.nonzero(squared_norm < CANCELLATION * squares).flatten()
+    if unstable.numel():
+        vectors = starts_proj[span_starts[unstable]] + ends_proj[span_ends[unstable]] + width_vectors[widths[unstable]]
+        scores[unstable] = F.normalize(vectors, dim=-1) @ type_span.T
+    return scores
+
+
+# a squared norm below this share of its terms' sum has lost about
+# log10(1 / CANCELLATION) of float32's 7 digits to cancellation
+CANCELLATION = 1e-3
 
 
 def segment_groups(

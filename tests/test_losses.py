@@ -16,6 +16,7 @@ from spacy_binder.torch_binder import (
     BinderScores,
     LossWeights,
     binder_loss,
+    factored_span_scores,
     segment_groups,
     segment_logsumexp,
 )
@@ -171,10 +172,56 @@ def test_chunked_inference_scores_equal_full_scores():
     args = (tokens, types, torch.tensor([0, 0, 1, 1, 2, 3]), torch.tensor([0, 2, 1, 3, 4, 4]),
             torch.tensor([0, 0, 0, 0, 0]), 1)
     full = head(*args)[2]
+    head.factored_inference = False  # candidate vectors, in chunks
     head.inference_chunk = 4  # two chunks: 4 + 2 candidates
     with torch.no_grad():
         chunked = head(*args)[2]
     assert torch.allclose(full, chunked, atol=1e-6)
+
+
+def test_factored_inference_scores_equal_the_candidate_vectors():
+    """Without autograd, span scores come from per-token terms; they equal
+    the cosine of each candidate's own vector with each type (float noise
+    only), for segments shorter and longer than max_span_width."""
+    torch.manual_seed(3)
+    head = BinderHead(6, 5, projection_size=8, max_span_width=4, width_embedding_size=3, dropout=0.0).eval()
+    lengths = [1, 3, 9, 0, 4, 17]
+    segments, starts, ends = _segmented_batch(lengths, 4)
+    args = (torch.randn(int(segments.shape[0]), 6), torch.randn(3, 5), starts, ends, segments, len(lengths))
+    with torch.no_grad():
+        factored = head(*args)
+        head.factored_inference = False
+        direct = head(*args)
+    for field_factored, field_direct in zip(factored, direct):
+        assert torch.allclose(field_factored, field_direct, atol=1e-5)
+    # and a head in training mode (dropout) never takes the factored path
+    head.train()
+    head.factored_inference = True
+    calls = []
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr("spacy_binder.torch_binder.factored_span_scores", lambda *a: calls.append(a))
+        head(*args)
+    assert calls == []
+
+
+def test_factored_scores_fall_back_where_the_norm_cancels():
+    """A candidate whose start, end and width vectors nearly cancel has a
+    squared norm that float32 cannot get from the expanded terms; it is
+    scored from its own vector instead, like every other candidate."""
+    torch.manual_seed(4)
+    starts_proj, ends_proj = torch.randn(4, 6) * 100, torch.randn(4, 6) * 100
+    width_vectors = torch.randn(2, 6)
+    noise = torch.randn(6) * 1e-3
+    starts_proj[1] = -(ends_proj[2] + width_vectors[1]) + noise  # candidate (1, 2): the noise is left
+    types = torch.nn.functional.normalize(torch.randn(3, 6), dim=-1)
+    span_starts, span_ends = torch.tensor([0, 1, 1, 2, 3]), torch.tensor([1, 1, 2, 3, 3])
+    widths = span_ends - span_starts
+    scores = factored_span_scores(starts_proj, ends_proj, width_vectors, types, span_starts, span_ends, widths)
+    vectors = starts_proj[span_starts] + ends_proj[span_ends] + width_vectors[widths]
+    expected = torch.nn.functional.normalize(vectors, dim=-1) @ types.T
+    assert torch.allclose(scores, expected, atol=1e-4)
+    # the cancelling candidate is scored by its direction (the noise's), a cosine
+    assert torch.allclose(scores[2], torch.nn.functional.normalize(noise, dim=0) @ types.T, atol=1e-2)
 
 
 def _segmented_batch(lengths, max_span_width):

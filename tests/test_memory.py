@@ -87,3 +87,24 @@ def test_a_long_doc_is_scored_in_groups_of_segments_with_the_same_result(nlp, mo
     assert span_tuples(grouped) == span_tuples(whole)
     numpy.testing.assert_allclose(list(grouped.spans["sc"].attrs["scores"]), list(whole.spans["sc"].attrs["scores"]), atol=1e-5)
     assert [(e.start, e.end, e.label_) for e in grouped.ents] == [(e.start, e.end, e.label_) for e in whole.ents]
+
+
+def test_span_scores_without_candidate_vectors_are_the_same(nlp, monkeypatch):
+    """A pipeline scores spans from per-token terms at inference
+    (`factored_span_scores`); every candidate's score is the one its own
+    vector gives (threshold 0: every candidate is in doc.spans)."""
+    from spacy_binder import torch_binder
+
+    binder = nlp.get_pipe("binder_ner")
+    monkeypatch.setitem(binder.cfg, "threshold", 0.0)
+    text = " ".join([TEXT] * 3)
+    calls = []
+    factored = torch_binder.factored_span_scores
+    monkeypatch.setattr(torch_binder, "factored_span_scores", lambda *args: calls.append(1) or factored(*args))
+    fast = nlp(text)
+    assert calls
+    monkeypatch.setattr(torch_binder.BinderHead, "factored_inference", False)
+    direct = nlp(text)
+    assert len(direct.spans["sc"]) > 100
+    assert span_tuples(fast) == span_tuples(direct)
+    numpy.testing.assert_allclose(list(fast.spans["sc"].attrs["scores"]), list(direct.spans["sc"].attrs["scores"]), atol=1e-5)

@@ -2,11 +2,13 @@
 profile_binder.py), run as a user runs them on a tiny trained
 transformer + binder_ner pipeline."""
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import srsly
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
@@ -183,3 +185,26 @@ def test_int8_speed(trained, tmp_path):
     for row in (int8, smoothed):
         assert row["speedup"] == pytest.approx(row["words_per_second"] / fp32["words_per_second"], abs=2e-3)
     assert "int8 smoothed" in proc.stdout and "x the fp32 words/s" in proc.stdout
+    # the rows say which kernels the int8 weights were packed for, and the allocator settings
+    assert fp32["int8_engine"] is None and int8["int8_engine"] == smoothed["int8_engine"]
+    assert int8["int8_engine"] in torch.backends.quantized.supported_engines
+    malloc_env = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
+    assert all(row["malloc_env"] == malloc_env for row in (fp32, int8, smoothed))
+
+
+def test_head_speed(trained, tmp_path):
+    model, docs = trained
+    output = tmp_path / "head.json"
+    proc = run_script("head_speed.py", model, docs, "--dataset", "toy", "--output", output,
+                      "--sentences-per-doc", 2, "--rounds", 2, "--batch-size", 4)
+    vectors, factored = srsly.read_json(output)
+    assert [row["span_scores"] for row in (vectors, factored)] == ["candidate vectors", "factored"]
+    # the same docs, and the two ways score the same spans (float noise only)
+    assert vectors["words"] == factored["words"] == sum(len(text.split()) for text, _ in NESTED_DATA * N_COPIES)
+    assert 0 <= factored["max_span_score_difference"] < 1e-4
+    for row in (vectors, factored):
+        assert row["head_ms_per_1000_words"] == pytest.approx(
+            row["predict_ms_per_1000_words"] + row["set_annotations_ms_per_1000_words"], abs=0.02
+        )
+        assert row["predict_ms_per_1000_words"] > 0
+    assert "factored" in proc.stdout and "faster" in proc.stdout
