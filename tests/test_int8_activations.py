@@ -1,7 +1,8 @@
 """The int8 Linear layer's activation range (`spacy_binder.int8.Int8Linear`)."""
+import pytest
 import torch
 
-from spacy_binder.int8 import Int8Linear, full_range_activations, quantize_module
+from spacy_binder.int8 import Int8Linear, full_range_activations, packing_engine, quantize_module
 
 
 def test_full_range_activations_read_the_cpu_flags(tmp_path):
@@ -27,3 +28,12 @@ def test_8_bit_activations_halve_the_rounding_error(monkeypatch):
         monkeypatch.setattr("spacy_binder.int8.full_range_activations", lambda: full_range)
         errors[full_range] = (quantized(inputs) - expected).abs().mean().item()
     assert errors[True] < 0.75 * errors[False]
+
+
+def test_packing_engine_is_restored_after_an_error():
+    """The engine is global to the process: packing switches it only inside."""
+    engine = torch.backends.quantized.engine
+    with pytest.raises(RuntimeError, match="inside"):
+        with packing_engine():
+            raise RuntimeError("inside")
+    assert torch.backends.quantized.engine == engine

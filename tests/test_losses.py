@@ -222,6 +222,9 @@ def test_factored_scores_fall_back_where_the_norm_cancels():
     assert torch.allclose(scores, expected, atol=1e-4)
     # the cancelling candidate is scored by its direction (the noise's), a cosine
     assert torch.allclose(scores[2], torch.nn.functional.normalize(noise, dim=0) @ types.T, atol=1e-2)
+    # no candidates (an empty batch): no rows
+    empty = torch.zeros(0, dtype=torch.long)
+    assert factored_span_scores(starts_proj[:0], ends_proj[:0], width_vectors, types, empty, empty, empty).shape == (0, 3)
 
 
 def _segmented_batch(lengths, max_span_width):
