@@ -95,6 +95,9 @@ def segment_bounds(doc: Doc, max_length: int) -> List[Tuple[int, int]]:
         starts = [i for i, is_start in enumerate(guesses) if is_start]
     bounds = []
     for start, end in zip(starts, starts[1:] + [len(doc)]):
+        if end - start <= max_length:  # most sentences: no need to cut
+            bounds.append((start, end))
+            continue
         n_pieces = -(-(end - start) // max_length)
         edges = numpy.linspace(start, end, n_pieces + 1).round().astype(int)
         bounds.extend(zip(edges[:-1].tolist(), edges[1:].tolist()))
@@ -308,15 +311,23 @@ def decode_spans(
         kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
         token_segments = batch.token_segments
-        start_margins = to_numpy(scores.start) - anchors[token_segments, START]
-        end_margins = to_numpy(scores.end) - anchors[token_segments, END]
-        # accumulated in place: a few (n_candidates x n_types) arrays at most
-        log_p = log_sigmoid(margins)
-        log_p += log_sigmoid(start_margins[batch.span_starts])
-        log_p += log_sigmoid(end_margins[batch.span_ends])
+        log_p_start = log_sigmoid(to_numpy(scores.start) - anchors[token_segments, START])
+        log_p_end = log_sigmoid(to_numpy(scores.end) - anchors[token_segments, END])
+        # Each log-probability is <= 0, so a candidate whose mean of three is
+        # above log(t) has a span term above 3 log(t): its margin is above
+        # logit(t ** 3). Only those (a small share at useful thresholds) get
+        # their terms computed; the slack keeps float rounding at that bound
+        # from dropping a candidate the exact rule below would keep.
+        cubed = thresholds**3
+        with numpy.errstate(divide="ignore"):
+            min_margin = numpy.log(cubed) - numpy.log1p(-cubed) - 1e-3
+        rows, types = numpy.nonzero(margins > min_margin)
+        log_p = log_sigmoid(margins[rows, types])
+        log_p += log_p_start[batch.span_starts[rows], types]
+        log_p += log_p_end[batch.span_ends[rows], types]
         log_p /= 3.0
-        rows, types = numpy.nonzero(log_p > log_threshold)
-        kept = log_p[rows, types].astype("float64")
+        passed = log_p > (log_threshold[types] if log_threshold.ndim else log_threshold)
+        rows, types, kept = rows[passed], types[passed], log_p[passed].astype("float64")
     possible = batch.span_can_be_entity[rows]
     rows, types, kept = rows[possible], types[possible], kept[possible]
     probabilities = numpy.exp(kept)

@@ -243,7 +243,11 @@ def factored_span_scores(
         return type_span.new_zeros((0, type_span.shape[0]))
     n_tokens, width = ends_proj.shape
     n_widths = width_vectors.shape[0]  # every candidate's width is below it
-    numerator = (starts_proj @ type_span.T)[span_starts] + (ends_proj @ type_span.T)[span_ends]
+    n_types = type_span.shape[0]
+    # each token's dot products with the types and with the width vectors, in one product
+    targets = torch.cat([type_span, width_vectors]).T
+    starts_dots, ends_dots = starts_proj @ targets, ends_proj @ targets
+    numerator = starts_dots[span_starts, :n_types] + ends_dots[span_ends, :n_types]
     numerator = numerator + (width_vectors @ type_span.T)[widths]
     # band[s, k] = a_s . b_(s+k): each start against the windows of the end
     # vectors that follow it (a strided view, zeros past the last token)
@@ -256,8 +260,8 @@ def factored_span_scores(
     )
     cross = (
         band[span_starts, widths]
-        + (starts_proj @ width_vectors.T)[span_starts, widths]
-        + (ends_proj @ width_vectors.T)[span_ends, widths]
+        + starts_dots[span_starts, n_types + widths]
+        + ends_dots[span_ends, n_types + widths]
     )
     squared_norm = squares + 2.0 * cross
     # F.normalize's floor on the norm, so that both paths agree on zero vectors

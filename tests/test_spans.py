@@ -302,3 +302,50 @@ def test_greedy_flat_random_no_overlap_and_maximal():
             assert any(
                 spans[j][0] < e and s < spans[j][1] and spans[j][3] >= score for j in kept
             )
+
+
+def _joint_by_definition(batch, scores, thresholds):
+    """The joint rule over every candidate: the mean of the three
+    log-probabilities above log(threshold), as (doc, start, end, type, p)."""
+    anchors = scores.anchor
+    segments = batch.token_segments
+    log_sig = lambda x: -numpy.logaddexp(0.0, -x)  # noqa: E731
+    log_p = (
+        log_sig(scores.span - anchors[batch.span_segments, 2])
+        + log_sig((scores.start - anchors[segments, 0])[batch.span_starts])
+        + log_sig((scores.end - anchors[segments, 1])[batch.span_ends])
+    ) / 3.0
+    with numpy.errstate(divide="ignore"):
+        log_thresholds = numpy.log(numpy.asarray(thresholds, dtype="float64"))
+    rows, types = numpy.nonzero(log_p > log_thresholds)
+    found = set()
+    for row, label in zip(rows.tolist(), types.tolist()):
+        if batch.span_can_be_entity[row]:
+            doc = int(batch.span_docs(numpy.asarray([batch.span_starts[row]]))[0])
+            offset = int(batch.doc_offsets[doc])
+            found.add((doc, int(batch.span_starts[row]) - offset, int(batch.span_ends[row]) - offset + 1, label, float(numpy.exp(numpy.float64(log_p[row, label])))))
+    return found
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.05, 0.5, 0.9, 1.0, (0.3, 0.7, 0.02)])
+def test_joint_decision_equals_its_definition_on_every_candidate(threshold):
+    """decode_spans computes the joint score only for candidates whose span
+    margin can reach the threshold; what it returns is what the rule gives
+    over all candidates, to the bit."""
+    rng = numpy.random.default_rng(7)
+    docs = [make_doc(n, sent_starts=[i % 9 == 0 for i in range(n)]) for n in (0, 5, 40, 17)]
+    batch = enumerate_candidates(docs, 6)
+    n_types = 3
+    draw = lambda *shape: (rng.normal(size=shape) * 4).astype("float32")  # noqa: E731
+    scores = BinderScores(
+        draw(batch.n_tokens, n_types), draw(batch.n_tokens, n_types),
+        draw(len(batch.span_starts), n_types), draw(batch.n_segments, 3, n_types),
+    )
+    decoded = decode_spans(batch, scores, threshold=threshold, decision="joint")
+    found = {(doc, *item) for doc, items in enumerate(decoded) for item in items}
+    expected = _joint_by_definition(batch, scores, threshold)
+    assert found == expected
+    if threshold == 0.0:
+        assert len(found) == int(batch.span_can_be_entity.sum()) * n_types
+    if threshold == 1.0:
+        assert not found
