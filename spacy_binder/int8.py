@@ -83,7 +83,8 @@ def full_range_activations(cpuinfo: str = "/proc/cpuinfo") -> bool:
     saturating: with AVX512-VNNI, the int8 kernels (oneDNN's or fbgemm's)
     accumulate the products in 32 bits; without it, pairs of products are
     summed in 16 bits first, which 8-bit activations can overflow, so
-    PyTorch quantizes them to 7 bits (`reduce_range`). Linux only (elsewhere: False, the safe choice)."""
+    PyTorch quantizes them to 7 bits (`reduce_range`). Linux only
+    (elsewhere: False, the safe choice)."""
     try:
         with open(cpuinfo, encoding="utf8") as lines:
             return any(line.startswith("flags") and "avx512_vnni" in line.split() for line in lines)

@@ -261,6 +261,12 @@ def log_sigmoid(x: numpy.ndarray) -> numpy.ndarray:
     return -numpy.logaddexp(0.0, -x)
 
 
+def logit(p: numpy.ndarray) -> numpy.ndarray:
+    """The margin whose sigmoid is `p`: -inf at 0, inf at 1."""
+    with numpy.errstate(divide="ignore"):
+        return numpy.log(p) - numpy.log1p(-p)
+
+
 def decode_spans(
     batch: CandidateBatch,
     scores: BinderScores,
@@ -305,9 +311,7 @@ def decode_spans(
     if decision == "span":
         # sigmoid(m) > t exactly when m > logit(t), so only the kept margins
         # become probabilities; logit(0.5) = 0, the paper's rule
-        with numpy.errstate(divide="ignore"):
-            min_margin = log_threshold - numpy.log1p(-thresholds)
-        rows, types = numpy.nonzero(margins > min_margin)
+        rows, types = numpy.nonzero(margins > logit(thresholds))
         kept = log_sigmoid(margins[rows, types].astype("float64"))
     else:
         token_segments = batch.token_segments
@@ -318,10 +322,7 @@ def decode_spans(
         # logit(t ** 3). Only those (a small share at useful thresholds) get
         # their terms computed; the slack keeps float rounding at that bound
         # from dropping a candidate the exact rule below would keep.
-        cubed = thresholds**3
-        with numpy.errstate(divide="ignore"):
-            min_margin = numpy.log(cubed) - numpy.log1p(-cubed) - 1e-3
-        rows, types = numpy.nonzero(margins > min_margin)
+        rows, types = numpy.nonzero(margins > logit(thresholds**3) - 1e-3)
         log_p = log_sigmoid(margins[rows, types])
         log_p += log_p_start[batch.span_starts[rows], types]
         log_p += log_p_end[batch.span_ends[rows], types]
