@@ -9,7 +9,7 @@ from spacy_transformers.layers.trfs2arrays import trfs2arrays
 from thinc.api import reduce_first, reduce_last, reduce_mean
 from transformers import AutoModel
 
-from spacy_binder.length_buckets import PackedForward
+from spacy_binder.length_buckets import InPlaceGELU, PackedForward, use_in_place_gelu
 from util import DESCRIPTIONS, NESTED_DATA, make_examples, train, transformer_pipeline
 
 LONG_TEXT = " ".join(f"{text} ." for text, _ in NESTED_DATA * 30) + " the Bank of Rome hired Anna Berg in Oslo and Paris ."
@@ -57,6 +57,38 @@ def test_packed_buckets_give_the_padded_activations(tiny_bert_path):
     assert sum(rows * width for rows, width in calls) < 0.6 * len(lengths) * max(lengths)
 
 
+def test_in_place_gelu_overwrites_only_without_gradient(tiny_bert_path):
+    model = AutoModel.from_pretrained(tiny_bert_path).eval()
+    batch = _padded_batch([5, 9, 2], model.config.vocab_size)
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state
+    assert use_in_place_gelu(model) == model.config.num_hidden_layers
+    assert use_in_place_gelu(model) == model.config.num_hidden_layers  # idempotent: no double wrap
+    assert not any(isinstance(m.activation, InPlaceGELU) for m in model.modules() if isinstance(m, InPlaceGELU))
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).last_hidden_state, expected, rtol=0, atol=0)
+    gelu = model.encoder.layer[0].intermediate.intermediate_act_fn
+    hidden = torch.randn(4, 7)
+    with torch.no_grad():
+        want = torch.nn.functional.gelu(hidden)
+        out = gelu(hidden)
+    assert out.data_ptr() == hidden.data_ptr() and torch.equal(out, want)
+    # with autograd the input is kept (GELU's backward reads it)
+    leaf = torch.randn(4, 7, requires_grad=True)
+    gelu(leaf).sum().backward()
+    reference = leaf.detach().clone().requires_grad_(True)
+    torch.nn.functional.gelu(reference).sum().backward()
+    assert torch.equal(leaf.grad, reference.grad)
+
+
+def test_in_place_gelu_leaves_other_activations(tiny_bert_path):
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig.from_pretrained(tiny_bert_path, hidden_act="gelu_new")
+    assert use_in_place_gelu(BertModel(config)) == 0
+    assert use_in_place_gelu(BertModel(BertConfig.from_pretrained(tiny_bert_path, hidden_act="relu"))) == 0
+
+
 @pytest.fixture(scope="module")
 def trained_folder(tiny_bert_path, tmp_path_factory):
     nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16)
@@ -92,6 +124,8 @@ def test_bucketed_pipeline_predicts_the_same(trained_folder):
         type(hf_model).forward = original
     assert len(calls) > 1 and all(rows * width <= 24 or rows == 1 for rows, width in calls)  # buckets were used
     assert "forward" not in vars(hf_model)  # the wrapper is gone after the call
+    assert use_in_place_gelu(hf_model) == hf_model.config.num_hidden_layers  # and the GELUs ran in place
+    assert sum(isinstance(m, InPlaceGELU) for m in hf_model.modules()) == hf_model.config.num_hidden_layers
     assert len(expected[0][0]) > 0
     for (spans, scores, ents), (want_spans, want_scores, want_ents) in zip(got, expected):
         assert spans == want_spans and ents == want_ents
