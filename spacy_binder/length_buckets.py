@@ -206,29 +206,37 @@ def unpadded_batch(batch: FullTransformerBatch) -> FullTransformerBatch:
     packed_index = numpy.cumsum(real.reshape(-1)) - 1
     packed = batch.model_output.last_hidden_state
     pooled = batch.model_output.get("pooler_output")
-    # spacy-transformers' split gives each doc its wordpieces and its rows of
-    # `align` (indices into the doc's padded rows); the outputs are ours
-    n_rows = real.shape[0]
-    placeholder = ModelOutput(last_hidden_state=torch.zeros((n_rows, 0, 0)))
-    split = FullTransformerBatch(spans=batch.spans, wordpieces=batch.wordpieces, model_output=placeholder, align=batch.align)
+    width = real.shape[1]
+    # each doc's first row of `align`: docs are numbered in order of first
+    # appearance in the spans, all their tokens (as `align_by_offsets` does)
+    first_token: Dict[int, int] = {}
+    n_tokens = 0
+    for doc_spans in batch.spans:
+        for span in doc_spans:
+            if id(span.doc) not in first_token:
+                first_token[id(span.doc)] = n_tokens
+                n_tokens += len(span.doc)
     doc_data: List[TransformerData] = []
     row = position = 0
-    for doc_spans, data in zip(batch.spans, split.split_by_doc()):
+    for doc_spans in batch.spans:
         if not doc_spans or not len(doc_spans[0]):
-            doc_data.append(data)
+            doc_data.append(TransformerData.empty())
             continue
+        start = first_token[id(doc_spans[0].doc)]
+        align = batch.align[start + doc_spans[0].start : start + doc_spans[-1].end]
         doc_real = real[row : row + len(doc_spans)].reshape(-1)
         doc_index = numpy.cumsum(doc_real) - 1
         n_real = int(doc_real.sum())
         output: Dict[str, Any] = {"last_hidden_state": torch2xp(packed[:, position : position + n_real])}
         if pooled is not None:
             output["pooler_output"] = torch2xp(pooled[row : row + len(doc_spans)])
-        align = data.align
+        # `align` counts pieces over the padded batch; the doc's own from its first row
+        pieces = to_numpy(align.dataXd) - row * width
         doc_data.append(
             TransformerData(
-                wordpieces=data.wordpieces,
+                wordpieces=batch.wordpieces[row : row + len(doc_spans)],
                 model_output=ModelOutput(**output),
-                align=Ragged(doc_index[to_numpy(align.dataXd)].astype(align.dataXd.dtype), align.lengths),
+                align=Ragged(doc_index[pieces].astype(align.dataXd.dtype), align.lengths),
             )
         )
         row += len(doc_spans)
