@@ -538,6 +538,8 @@ class BinderNER(TrainablePipe):
         if self._listens_to_transformer():
             self._check_transformer_output(docs)
         self._link_shared_encoder()
+        # the "span" rule reads no start or end scores: they are not computed
+        get_head(self.model).boundary_scores = self.cfg["decision"] == "joint"
         return self.model.predict(docs)
 
     def _listens_to_transformer(self) -> bool:
@@ -596,7 +598,9 @@ class BinderNER(TrainablePipe):
                 to_numpy=self.model.ops.to_numpy,
             )
         for doc, predicted in zip(docs, decoded):
-            spans = [Span(doc, start, end, label=labels[t]) for start, end, t, _ in predicted]
+            # label hashes: no Span looks its label up in the StringStore
+            label_ids = [doc.vocab.strings.add(label) for label in labels]
+            spans = [Span(doc, start, end, label=label_ids[t]) for start, end, t, _ in predicted]
             if self.cfg["set_spans"]:
                 doc.spans[self.spans_key] = SpanGroup(
                     doc,

@@ -112,6 +112,10 @@ class BinderHead(nn.Module):
     # without a gradient or dropout, span scores come from per-token terms
     # (`factored_span_scores`) instead of one vector per candidate
     factored_inference = True
+    # without a gradient, token start and end scores are computed only when
+    # this is set (binder_ner sets it when its decision rule reads them); else
+    # they are NaN, so that a rule reading them anyway fails instead
+    boundary_scores = True
 
     @property
     def max_span_width(self) -> int:
@@ -176,8 +180,11 @@ class BinderHead(nn.Module):
         type_end = self.type_end(type_vectors)
         type_span = self.type_span(type_vectors)
 
-        start = scales[START] * self.text_start(tokens) @ type_start.T
-        end = scales[END] * self.text_end(tokens) @ type_end.T
+        if torch.is_grad_enabled() or self.boundary_scores:
+            start = scales[START] * self.text_start(tokens) @ type_start.T
+            end = scales[END] * self.text_end(tokens) @ type_end.T
+        else:  # two of the four token projections saved
+            start = end = tokens.new_full((tokens.shape[0], type_start.shape[0]), float("nan"))
         span_start = self.span_start(tokens)
         span_end = self.span_end(tokens)
         width_vectors = self.span_width(self.width_embedding.weight)
@@ -244,24 +251,30 @@ def factored_span_scores(
     n_tokens, width = ends_proj.shape
     n_widths = width_vectors.shape[0]  # every candidate's width is below it
     n_types = type_span.shape[0]
-    # each token's dot products with the types and with the width vectors, in one product
+    # each token's dot products with the types and with the width vectors, in
+    # one product; rows are gathered with index_select (faster than indexing)
     targets = torch.cat([type_span, width_vectors]).T
     starts_dots, ends_dots = starts_proj @ targets, ends_proj @ targets
-    numerator = starts_dots[span_starts, :n_types] + ends_dots[span_ends, :n_types]
-    numerator = numerator + (width_vectors @ type_span.T)[widths]
+    numerator = (
+        starts_dots[:, :n_types].contiguous().index_select(0, span_starts)
+        + ends_dots[:, :n_types].contiguous().index_select(0, span_ends)
+        + (width_vectors @ type_span.T).index_select(0, widths)
+    )
     # band[s, k] = a_s . b_(s+k): each start against the windows of the end
     # vectors that follow it (a strided view, zeros past the last token)
     padded_ends = torch.cat([ends_proj, ends_proj.new_zeros((n_widths - 1, width))])
     band = torch.bmm(starts_proj.unsqueeze(1), padded_ends.unfold(0, n_widths, 1)).squeeze(1)
     squares = (
-        starts_proj.square().sum(-1)[span_starts]
-        + ends_proj.square().sum(-1)[span_ends]
-        + width_vectors.square().sum(-1)[widths]
+        starts_proj.square().sum(-1).index_select(0, span_starts)
+        + ends_proj.square().sum(-1).index_select(0, span_ends)
+        + width_vectors.square().sum(-1).index_select(0, widths)
     )
+    # (token, width) pairs as flat indices into (n_tokens, n_widths) arrays
+    start_width = span_starts * n_widths + widths
     cross = (
-        band[span_starts, widths]
-        + starts_dots[span_starts, n_types + widths]
-        + ends_dots[span_ends, n_types + widths]
+        band.reshape(-1).index_select(0, start_width)
+        + starts_dots[:, n_types:].contiguous().reshape(-1).index_select(0, start_width)
+        + ends_dots[:, n_types:].contiguous().reshape(-1).index_select(0, span_ends * n_widths + widths)
     )
     squared_norm = squares + 2.0 * cross
     # F.normalize's floor on the norm, so that both paths agree on zero vectors

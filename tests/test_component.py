@@ -214,6 +214,7 @@ def test_decision_rules_read_the_right_scores(trained_cnn):
     for name, proc in trained_cnn.pipeline:
         if name != "binder_ner":
             doc = proc(doc)
+    binder.decision = "joint"  # predicts every score; "span" skips the boundaries
     output = binder.predict([doc])
     c, scores = output.candidates, output.scores
     log_sig = lambda x: -numpy.logaddexp(0.0, -numpy.asarray(x, dtype="float64"))
@@ -238,6 +239,33 @@ def test_decision_rules_read_the_right_scores(trained_cnn):
         binder.decision = "span"
     with pytest.raises(ValueError, match="decision must be one of"):
         binder.decision = "Joint"
+
+
+def test_span_decision_skips_boundary_scores_and_joint_refuses_them(trained_cnn):
+    binder = trained_cnn.get_pipe("binder_ner")
+    doc = trained_cnn.make_doc("the University of Paris hired Anna Berg at Oslo")
+    for name, proc in trained_cnn.pipeline:
+        if name != "binder_ner":
+            doc = proc(doc)
+    try:
+        binder.decision = "joint"
+        full = binder.predict([doc])
+        binder.decision = "span"
+        lean = binder.predict([doc])
+        # the same span and anchor scores, no start or end scores
+        numpy.testing.assert_array_equal(lean.scores.span, full.scores.span)
+        numpy.testing.assert_array_equal(lean.scores.anchor, full.scores.anchor)
+        assert numpy.isnan(lean.scores.start).all() and numpy.isnan(lean.scores.end).all()
+        assert not numpy.isnan(full.scores.start).any()
+        binder.set_annotations([doc], lean)
+        spans = [(s.start, s.end, s.label_) for s in doc.spans["sc"]]
+        binder.set_annotations([doc], full)
+        assert spans == [(s.start, s.end, s.label_) for s in doc.spans["sc"]] and spans
+        binder.decision = "joint"
+        with pytest.raises(ValueError, match="predicted them with decision 'span'"):
+            binder.set_annotations([doc], lean)
+    finally:
+        binder.decision = "span"
 
 
 def test_serialization_keeps_labels_descriptions_settings(trained_cnn):
