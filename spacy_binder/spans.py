@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
-from spacy.attrs import IS_PUNCT, ORTH
 from spacy.pipeline import Sentencizer
-from spacy.strings import get_string_id
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
@@ -73,32 +71,8 @@ class CandidateBatch:
         return numpy.searchsorted(self.doc_offsets, starts, side="right") - 1
 
 
-# the texts that end a sentence for spaCy's rule-based Sentencizer, as hashes
-_PUNCT_CHAR_IDS = numpy.asarray(sorted(get_string_id(char) for char in Sentencizer.default_punct_chars), dtype="uint64")
-
-
-def rule_based_sentence_starts(doc: Doc) -> numpy.ndarray:
-    """The tokens where spaCy's `Sentencizer` (default punctuation) starts a
-    sentence, from token arrays instead of a Python loop over tokens.
-
-    Its rule: after a token whose text is sentence-final punctuation, the
-    next token that is neither punctuation nor such a character starts a
-    sentence; so token i > 0 starts one when it is such a "word" and a
-    sentence-final character came after the last word before it.
-    """
-    if not len(doc):
-        return numpy.zeros((0,), dtype="int64")
-    attrs = doc.to_array([ORTH, IS_PUNCT])
-    final = numpy.isin(attrs[:, 0], _PUNCT_CHAR_IDS)
-    word = ~final & (attrs[:, 1] == 0)
-    positions = numpy.arange(len(doc))
-    # the last final character / word strictly before each token (-1: none)
-    last_final = numpy.maximum.accumulate(numpy.where(final, positions, -1))
-    last_word = numpy.maximum.accumulate(numpy.where(word, positions, -1))
-    before = numpy.concatenate([[-1], last_final[:-1]]) > numpy.concatenate([[-1], last_word[:-1]])
-    starts = word & before
-    starts[0] = True
-    return numpy.flatnonzero(starts)
+# spaCy's rule-based sentence splitter, for docs without sentence boundaries
+_SENTENCIZER = Sentencizer()
 
 
 def segment_bounds(doc: Doc, max_length: int) -> List[Tuple[int, int]]:
@@ -121,7 +95,8 @@ def segment_bounds(doc: Doc, max_length: int) -> List[Tuple[int, int]]:
     if doc.has_annotation("SENT_START"):
         starts = [sent.start for sent in doc.sents]
     else:
-        starts = rule_based_sentence_starts(doc).tolist()
+        guesses = _SENTENCIZER.predict([doc])[0]
+        starts = [i for i, is_start in enumerate(guesses) if is_start]
     bounds = []
     for start, end in zip(starts, starts[1:] + [len(doc)]):
         if end - start <= max_length:  # most sentences: no need to cut

@@ -9,7 +9,6 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 
 from spacy_binder.spans import (
-    rule_based_sentence_starts,
     SKIP_CROSSES_SEGMENT,
     SKIP_TOO_LONG,
     SKIP_WHITESPACE_EDGE,
@@ -350,25 +349,3 @@ def test_joint_decision_equals_its_definition_on_every_candidate(threshold):
         assert len(found) == int(batch.span_can_be_entity.sum()) * n_types
     if threshold == 1.0:
         assert not found
-
-
-def test_rule_based_sentence_starts_are_the_sentencizers():
-    """The array version gives the starts of spaCy's Sentencizer (default
-    punctuation) on texts mixing final punctuation, brackets, quotes,
-    abbreviations, whitespace tokens and non-Latin sentence ends."""
-    import random
-
-    from spacy.pipeline import Sentencizer
-
-    nlp, sentencizer = spacy.blank("en"), Sentencizer()
-    pieces = ["A", "word", ".", "!", "?", "...", ")", "(", '"', "'", "\u3002", "?!", "Dr.", "e.g.", "1.5", "-", ";", "\u0964", "\u2026"]
-    rng = random.Random(0)
-    n_sentences = 0
-    for _ in range(500):
-        text = "".join(rng.choice(pieces) + rng.choice(["", " ", " ", "  ", "\n"]) for _ in range(rng.randint(1, 40)))
-        doc = nlp(text)
-        want = [i for i, is_start in enumerate(sentencizer.predict([doc])[0]) if is_start]
-        assert rule_based_sentence_starts(doc).tolist() == want, text
-        n_sentences += len(want)
-    assert n_sentences > 2000  # most texts have several sentences
-    assert rule_based_sentence_starts(nlp("")).tolist() == []
