@@ -172,16 +172,25 @@ def description_encoder_forward(
 
 
 @registry.architectures("spacy-binder.SharedDescriptionEncoder.v1")
-def build_shared_description_encoder() -> Model[List[str], Floats2d]:
+def build_shared_description_encoder(gradient_every: int = 1) -> Model[List[str], Floats2d]:
     """Encode each type description with the transformer component that
     binder_ner's text encoder listens to, and use its first-token ([CLS])
     vector as the type vector: one transformer reads the text and the
     descriptions, is trained by both, and is saved once. binder_ner links
     it (`link_shared_transformer`); it has no weights of its own.
+
+    gradient_every (int): backpropagate from the descriptions into the
+        transformer at every n-th training step only; the other steps read
+        them as at inference (no dropout, no gradient), which saves the
+        descriptions' backward pass through the whole transformer. 1: every
+        step, as in the paper.
     """
+    if gradient_every < 1:
+        raise ValueError(f"SharedDescriptionEncoder gradient_every must be >= 1, got {gradient_every}.")
     return Model(
         "binder_shared_description_encoder",
-        shared_description_encoder_forward,
+        # a closure, not an attr: saved attrs would override the config's value on load
+        partial(shared_description_encoder_forward, gradient_steps=_EveryNth(gradient_every)),
         init=shared_description_encoder_init,
         dims={"nO": None},
         attrs={
@@ -223,15 +232,31 @@ def shared_description_encoder_init(model: Model, X: Optional[List[str]] = None,
     model.set_dim("nO", _shared_transformer(model).get_dim("nO"), force=True)
 
 
+class _EveryNth:
+    """True at the first call and every n-th one after it."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return (self.calls - 1) % self.n == 0
+
+
 def shared_description_encoder_forward(
-    model: Model, descriptions: List[str], is_train: bool
+    model: Model, descriptions: List[str], is_train: bool, *, gradient_steps: Callable[[], bool] = lambda: True
 ) -> Tuple[Floats2d, Callable]:
     transformer = _shared_transformer(model)
     check_description_lengths(model, descriptions, transformer)
     encoding = huggingface_tokenize(transformer.tokenizer, descriptions)
+    wordpieces = WordpieceBatch.from_batch_encoding(encoding)
+    if not is_train or not gradient_steps():
+        hidden = transformer.layers[0].predict(wordpieces).last_hidden_state
+        return torch2xp(hidden[:, 0, :].detach(), ops=model.ops), lambda d_vectors: descriptions
     # the Hugging Face layer of the TransformerModel: word pieces in, model
     # output out, without the span getter (a description is one window)
-    output, backprop_transformer = transformer.layers[0](WordpieceBatch.from_batch_encoding(encoding), is_train)
+    output, backprop_transformer = transformer.layers[0](wordpieces, is_train)
     hidden = output.last_hidden_state
     vectors = torch2xp(hidden[:, 0, :].detach(), ops=model.ops)
 

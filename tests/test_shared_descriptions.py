@@ -14,8 +14,10 @@ from util import predictions_in_subprocess, transformer_pipeline, update
 TEXTS = [text for text, _ in NESTED_DATA] + ["Anna Berg met the University of Geneva in Paris ."]
 
 
-def shared_pipeline(tiny_bert_path, **settings):
-    return transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64, shared_descriptions=True, **settings)
+def shared_pipeline(tiny_bert_path, shared_descriptions=True, **settings):
+    return transformer_pipeline(
+        tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64, shared_descriptions=shared_descriptions, **settings
+    )
 
 
 def initialized(nlp):
@@ -63,6 +65,26 @@ def test_descriptions_train_the_shared_transformer(tiny_bert_path):
     binder = nlp.get_pipe("binder_ner")
     descriptions = [DESCRIPTIONS[label] for label in binder.labels]
     numpy.testing.assert_allclose(binder.model.get_ref("type_encoder").predict(descriptions), cls_vectors(nlp, descriptions), atol=1e-5)
+
+
+def test_gradient_every_backpropagates_from_the_descriptions_every_nth_step(tiny_bert_path):
+    nlp, _, _ = initialized(shared_pipeline(tiny_bert_path, shared_descriptions={"gradient_every": 3}))
+    binder = nlp.get_pipe("binder_ner")
+    type_encoder = binder.model.get_ref("type_encoder")
+    descriptions = [DESCRIPTIONS[label] for label in binder.labels]
+    params = list(hf_model(nlp).parameters())
+    got_gradient = []
+    for _ in range(6):
+        for param in params:
+            param.grad = None
+        vectors, backprop = type_encoder(descriptions, is_train=True)
+        backprop(numpy.ones_like(vectors))
+        got_gradient.append(any(param.grad is not None and bool(param.grad.abs().sum() > 0) for param in params))
+        if not got_gradient[-1]:  # read as at inference: no dropout
+            numpy.testing.assert_array_equal(vectors, type_encoder.predict(descriptions))
+    assert got_gradient == [True, False, False, True, False, False]
+    with pytest.raises(ValueError, match="gradient_every must be >= 1"):
+        shared_pipeline(tiny_bert_path, shared_descriptions={"gradient_every": 0})
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy
 import pytest
@@ -168,7 +168,7 @@ def transformer_pipeline(
     stride: int = 12,
     segments: bool = False,
     frozen_descriptions: bool = False,
-    shared_descriptions: bool = False,
+    shared_descriptions: Union[bool, dict] = False,
     max_batch_pieces: Optional[int] = None,
     listener: dict = TRANSFORMER_LISTENER,
     **component_config,
@@ -194,8 +194,9 @@ def transformer_pipeline(
     description_encoder = {"@architectures": "spacy-binder.DescriptionEncoder.v1", "name": None}
     if frozen_descriptions:
         description_encoder["frozen"] = True
-    if shared_descriptions:
-        description_encoder = {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1"}
+    if shared_descriptions:  # True, or a dict of its settings
+        settings = shared_descriptions if isinstance(shared_descriptions, dict) else {}
+        description_encoder = {"@architectures": "spacy-binder.SharedDescriptionEncoder.v1", **settings}
     nlp.add_pipe("binder_ner", config={**small_binder_config(listener, description_encoder), **component_config})
     return nlp
 
