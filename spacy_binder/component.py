@@ -539,8 +539,12 @@ class BinderNER(TrainablePipe):
             self._check_transformer_output(docs)
         self._link_shared_encoder()
         # the "span" rule reads no start or end scores: they are not computed
-        get_head(self.model).boundary_scores = self.cfg["decision"] == "joint"
-        return self.model.predict(docs)
+        head = get_head(self.model)
+        default, head.boundary_scores = head.boundary_scores, self.cfg["decision"] == "joint"
+        try:
+            return self.model.predict(docs)
+        finally:
+            head.boundary_scores = default
 
     def _listens_to_transformer(self) -> bool:
         return any(isinstance(node, TransformerListener) for node in self.model.walk())

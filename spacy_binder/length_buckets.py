@@ -36,6 +36,7 @@ from spacy_transformers.layers import TransformerModel
 from spacy_transformers.layers.transformer_model import forward as transformer_forward
 from spacy_transformers.layers.transformer_model import huggingface_tokenize
 from spacy_transformers.truncate import truncate_oversize_splits
+from spacy_transformers.util import maybe_flush_pytorch_cache
 from thinc.api import Model, torch2xp
 from thinc.util import to_numpy
 from thinc.types import Ragged
@@ -48,8 +49,9 @@ DEFAULT_MAX_BATCH_PIECES = 4096
 
 class InPlaceGELU(torch.nn.Module):
     """An exact GELU that overwrites its input when no gradient is needed
-    (it then has no other reader: it is a feed-forward block's fresh
-    `dense` output) and is the wrapped activation otherwise."""
+    and is the wrapped activation otherwise. It assumes what BERT-style
+    feed-forward blocks do: the input is the block's fresh `dense` output,
+    read by nothing else (a forward hook keeping it would see it change)."""
 
     def __init__(self, activation: torch.nn.Module):
         super().__init__()
@@ -187,6 +189,7 @@ def inference_forward(model: Model, docs: List[Doc]) -> Any:
     `align_by_offsets` where the tokenizer gives offsets."""
     nested_spans = model.attrs["get_spans"](docs)
     flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
+    maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
     encoding = huggingface_tokenize(model.tokenizer, [span.text for span in flat_spans])
     wordpieces = WordpieceBatch.from_batch_encoding(encoding)
     if "offset_mapping" in encoding:

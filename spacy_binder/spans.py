@@ -339,10 +339,10 @@ def decode_spans(
         starts, ends = to_numpy(scores.start), to_numpy(scores.end)
         if numpy.isnan(starts).any() or numpy.isnan(ends).any():
             raise ValueError(
-                "The 'joint' decision reads start and end scores, but these scores have "
-                "none: binder_ner predicted them with decision 'span', which skips them. "
-                "Set decision = 'joint' before predicting (not between predict and "
-                "set_annotations)."
+                "The 'joint' decision reads start and end scores, but these are NaN: "
+                "binder_ner predicted them with decision 'span', which skips them (set "
+                "decision = 'joint' before predicting, not between predict and "
+                "set_annotations), or the model's scores are NaN (check its weights)."
             )
         log_p_start = log_sigmoid(starts - anchors[token_segments, START])
         log_p_end = log_sigmoid(ends - anchors[token_segments, END])

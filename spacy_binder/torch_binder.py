@@ -113,8 +113,8 @@ class BinderHead(nn.Module):
     # (`factored_span_scores`) instead of one vector per candidate
     factored_inference = True
     # without a gradient, token start and end scores are computed only when
-    # this is set (binder_ner sets it when its decision rule reads them); else
-    # they are NaN, so that a rule reading them anyway fails instead
+    # this is set (binder_ner's predict clears it for the "span" rule, which
+    # does not read them); else they are NaN, so a rule reading them fails
     boundary_scores = True
 
     @property

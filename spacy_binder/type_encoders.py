@@ -183,7 +183,8 @@ def build_shared_description_encoder(gradient_every: int = 1) -> Model[List[str]
         transformer at every n-th training step only; the other steps read
         them as at inference (no dropout, no gradient), which saves the
         descriptions' backward pass through the whole transformer. 1: every
-        step, as in the paper.
+        step, as in the paper. A step is an `update` call (with
+        `accumulate_gradient`, a sub-batch); the gradient is not rescaled.
     """
     if gradient_every < 1:
         raise ValueError(f"SharedDescriptionEncoder gradient_every must be >= 1, got {gradient_every}.")
