@@ -10,7 +10,7 @@ token in Python sets: on NCBI-disease documents that function took 8% of an
 int8 pipeline's time. An empty span, on which that function fails, adds no
 pieces here.
 """
-from typing import Dict, List
+from typing import Dict, Iterable, List, Tuple
 
 import numpy
 from spacy.attrs import IDX, LENGTH
@@ -47,6 +47,19 @@ def _span_pairs(starts: numpy.ndarray, ends: numpy.ndarray, n_chars: int, offset
     return numpy.repeat(first_token, counts) + within, piece_of_pair
 
 
+def first_token_rows(spans: Iterable[Span]) -> Tuple[Dict[int, int], int]:
+    """The alignment's row of each doc's first token, by `id(doc)` (docs in
+    order of first appearance in `spans`, all their tokens), and the number
+    of rows."""
+    first_rows: Dict[int, int] = {}
+    n_tokens = 0
+    for span in spans:
+        if id(span.doc) not in first_rows:
+            first_rows[id(span.doc)] = n_tokens
+            n_tokens += len(span.doc)
+    return first_rows, n_tokens
+
+
 def align_by_offsets(spans: List[Span], offset_mapping: Ints2d) -> Ragged:
     """The alignment of the module's docstring for spans and the offset
     mapping (n_spans, n_pieces, 2) of their padded tokenization."""
@@ -54,23 +67,19 @@ def align_by_offsets(spans: List[Span], offset_mapping: Ints2d) -> Ragged:
         raise ValueError(f"Cannot align {len(spans)} spans with {len(offset_mapping)} rows of offsets.")
     offset_mapping = numpy.asarray(offset_mapping)
     width = offset_mapping.shape[1] if offset_mapping.ndim == 3 else 0
-    doc_start: Dict[int, int] = {}
+    first_rows, n_tokens = first_token_rows(spans)
     doc_chars: Dict[int, numpy.ndarray] = {}
-    n_tokens = 0
     tokens, pieces = [], []
     for row, span in enumerate(spans):
-        doc: Doc = span.doc
-        key = id(doc)
-        if key not in doc_start:
-            doc_start[key] = n_tokens
-            doc_chars[key] = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
-            n_tokens += len(doc)
         if not len(span):
             continue
-        chars = doc_chars[key][span.start : span.end]
+        doc: Doc = span.doc
+        if id(doc) not in doc_chars:
+            doc_chars[id(doc)] = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
+        chars = doc_chars[id(doc)][span.start : span.end]
         starts = chars[:, 0] - span.start_char
         span_tokens, span_pieces = _span_pairs(starts, starts + chars[:, 1], span.end_char - span.start_char + 1, offset_mapping[row])
-        tokens.append(span_tokens + doc_start[key] + span.start)
+        tokens.append(span_tokens + first_rows[id(doc)] + span.start)
         pieces.append(span_pieces + row * width)
     if not tokens:
         return Ragged(numpy.zeros((0,), dtype="i"), numpy.zeros((n_tokens,), dtype="i"))

@@ -40,9 +40,10 @@ from spacy_transformers.util import maybe_flush_pytorch_cache
 from thinc.api import Model, torch2xp
 from thinc.util import to_numpy
 from thinc.types import Ragged
+from transformers.activations import GELUActivation
 from transformers.file_utils import ModelOutput
 
-from .alignment import align_by_offsets
+from .alignment import align_by_offsets, first_token_rows
 
 DEFAULT_MAX_BATCH_PIECES = 4096
 
@@ -66,8 +67,8 @@ class InPlaceGELU(torch.nn.Module):
 def _is_exact_gelu(activation: torch.nn.Module) -> bool:
     if isinstance(activation, torch.nn.GELU):
         return activation.approximate == "none"
-    # transformers' GELUActivation ("gelu" in a model config)
-    return type(activation).__name__ == "GELUActivation" and getattr(activation, "act", None) is torch.nn.functional.gelu
+    # transformers' "gelu" (its `use_gelu_python` variant computes erf itself)
+    return isinstance(activation, GELUActivation) and activation.act is torch.nn.functional.gelu
 
 
 def use_in_place_gelu(hf_model: torch.nn.Module) -> int:
@@ -210,22 +211,14 @@ def unpadded_batch(batch: FullTransformerBatch) -> FullTransformerBatch:
     packed = batch.model_output.last_hidden_state
     pooled = batch.model_output.get("pooler_output")
     width = real.shape[1]
-    # each doc's first row of `align`: docs are numbered in order of first
-    # appearance in the spans, all their tokens (as `align_by_offsets` does)
-    first_token: Dict[int, int] = {}
-    n_tokens = 0
-    for doc_spans in batch.spans:
-        for span in doc_spans:
-            if id(span.doc) not in first_token:
-                first_token[id(span.doc)] = n_tokens
-                n_tokens += len(span.doc)
+    first_rows, _ = first_token_rows(span for doc_spans in batch.spans for span in doc_spans)
     doc_data: List[TransformerData] = []
     row = position = 0
     for doc_spans in batch.spans:
         if not doc_spans or not len(doc_spans[0]):
             doc_data.append(TransformerData.empty())
             continue
-        start = first_token[id(doc_spans[0].doc)]
+        start = first_rows[id(doc_spans[0].doc)]
         align = batch.align[start + doc_spans[0].start : start + doc_spans[-1].end]
         doc_real = real[row : row + len(doc_spans)].reshape(-1)
         doc_index = numpy.cumsum(doc_real) - 1
