@@ -326,9 +326,6 @@ def decode_spans(
     margins = to_numpy(scores.span) - numpy.take(numpy.ascontiguousarray(anchors[:, SPAN]), batch.span_segments, axis=0)
     if thresholds.ndim and thresholds.shape != margins.shape[1:]:
         raise ValueError(f"binder_ner got {thresholds.size} thresholds for {margins.shape[1]} types.")
-    # in logs: threshold 0 is -inf (every candidate), threshold 1 is 0 (none)
-    with numpy.errstate(divide="ignore"):
-        log_threshold = numpy.log(thresholds)
     if decision == "span":
         # sigmoid(m) > t exactly when m > logit(t), so only the kept margins
         # become probabilities; logit(0.5) = 0, the paper's rule
@@ -356,6 +353,9 @@ def decode_spans(
         log_p += log_p_start[batch.span_starts[rows], types]
         log_p += log_p_end[batch.span_ends[rows], types]
         log_p /= 3.0
+        # in logs: threshold 0 is -inf (every candidate), threshold 1 is 0 (none)
+        with numpy.errstate(divide="ignore"):
+            log_threshold = numpy.log(thresholds)
         passed = log_p > (log_threshold[types] if log_threshold.ndim else log_threshold)
         rows, types, kept = rows[passed], types[passed], log_p[passed].astype("float64")
     possible = batch.can_be_entity(rows)

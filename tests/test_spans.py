@@ -349,3 +349,36 @@ def test_joint_decision_equals_its_definition_on_every_candidate(threshold):
         assert len(found) == int(batch.span_can_be_entity.sum()) * n_types
     if threshold == 1.0:
         assert not found
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3, 0.5, 0.77, 1.0, (0.3, 0.7, 0.02)])
+def test_span_decision_compares_float32_margins_exactly(threshold):
+    """The span rule keeps a candidate when its float32 margin is above
+    logit(t) computed in float64; margins one float32 step either side of
+    that bound land on the right side."""
+    rng = numpy.random.default_rng(3)
+    docs = [make_doc(n, sent_starts=[i % 9 == 0 for i in range(n)]) for n in (5, 40, 17)]
+    batch = enumerate_candidates(docs, 6)
+    n_types, n = 3, len(batch.span_starts)
+    thresholds = numpy.broadcast_to(numpy.asarray(threshold, dtype="float64"), (n_types,))
+    with numpy.errstate(divide="ignore"):
+        bound = numpy.log(thresholds) - numpy.log1p(-thresholds)  # float64 logit
+    margins = (rng.normal(size=(n, n_types)) * 4).astype("float32")
+    for t in range(n_types):
+        if numpy.isfinite(bound[t]):  # the float32 values around the bound
+            near = numpy.float32(bound[t])
+            steps = [near, numpy.nextafter(near, numpy.float32(numpy.inf)), numpy.nextafter(near, numpy.float32(-numpy.inf))]
+            margins[: len(steps), t] = steps
+    zeros = lambda *shape: numpy.zeros(shape, dtype="float32")  # noqa: E731
+    scores = BinderScores(zeros(batch.n_tokens, n_types), zeros(batch.n_tokens, n_types), margins, zeros(batch.n_segments, 3, n_types))
+    decoded = decode_spans(batch, scores, threshold=threshold, decision="span")
+    found = {(doc, start, end, label) for doc, items in enumerate(decoded) for start, end, label, _ in items}
+    rows, types = numpy.nonzero(margins.astype("float64") > bound)
+    expected = set()
+    for row, label in zip(rows.tolist(), types.tolist()):
+        if batch.span_can_be_entity[row]:
+            doc = int(batch.span_docs(numpy.asarray([batch.span_starts[row]]))[0])
+            offset = int(batch.doc_offsets[doc])
+            expected.add((doc, int(batch.span_starts[row]) - offset, int(batch.span_ends[row]) - offset + 1, label))
+    assert found == expected
+    assert 0 < len(found) < n * n_types or threshold in (0.0, 1.0)
