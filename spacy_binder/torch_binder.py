@@ -109,9 +109,10 @@ class BinderHead(nn.Module):
     # without a gradient, whole segments of about this many tokens are scored
     # at a time: the projections of a long doc never live all at once
     inference_tokens = 4096
-    # without a gradient or dropout, span scores come from per-token terms
-    # (`factored_span_scores`) instead of one vector per candidate
-    factored_inference = True
+    # span scores come from per-token terms (`factored_span_scores`), in
+    # training and at inference, instead of one vector per candidate; off,
+    # each candidate's vector is built (the reference the tests compare to)
+    factored_scores = True
     # without a gradient, token start and end scores are computed only when
     # this is set (binder_ner's predict clears it for the "span" rule, which
     # does not read them); else they are NaN, so a rule reading them fails
@@ -185,25 +186,28 @@ class BinderHead(nn.Module):
             end = scales[END] * self.text_end(tokens) @ type_end.T
         else:  # two of the four token projections saved
             start = end = tokens.new_full((tokens.shape[0], type_start.shape[0]), float("nan"))
-        span_start = self.span_start(tokens)
-        span_end = self.span_end(tokens)
-        width_vectors = self.span_width(self.width_embedding.weight)
+        # dropout on the three terms of a span's vector rather than on each
+        # candidate's sum, so that the scores factor per token in training too
+        span_start = self.span_dropout(self.span_start(tokens))
+        span_end = self.span_dropout(self.span_end(tokens))
+        width_vectors = self.span_dropout(self.span_width(self.width_embedding.weight))
 
         def score_spans(rows: slice) -> Tensor:
+            # index_select, not indexing: its backward is an index_add, which
+            # on the CPU takes half the time of indexing's accumulating put
             vectors = (
-                span_start[span_starts[rows]]
-                + span_end[span_ends[rows]]
-                + width_vectors[widths[rows]]
+                span_start.index_select(0, span_starts[rows])
+                + span_end.index_select(0, span_ends[rows])
+                + width_vectors.index_select(0, widths[rows])
             )
-            vectors = F.normalize(self.span_dropout(vectors), dim=-1)
-            return scales[SPAN] * vectors @ type_span.T
+            return scales[SPAN] * F.normalize(vectors, dim=-1) @ type_span.T
 
-        if torch.is_grad_enabled():
-            span = score_spans(slice(None))
-        elif self.factored_inference and not self.training:
+        if self.factored_scores:
             span = scales[SPAN] * factored_span_scores(
                 span_start, span_end, width_vectors, type_span, span_starts, span_ends, widths
             )
+        elif torch.is_grad_enabled():
+            span = score_spans(slice(None))
         else:
             # score in chunks: peak memory stays at n_candidates x n_types
             # plus one chunk of span vectors

@@ -172,7 +172,7 @@ def test_chunked_inference_scores_equal_full_scores():
     args = (tokens, types, torch.tensor([0, 0, 1, 1, 2, 3]), torch.tensor([0, 2, 1, 3, 4, 4]),
             torch.tensor([0, 0, 0, 0, 0]), 1)
     full = head(*args)[2]
-    head.factored_inference = False  # candidate vectors, in chunks
+    head.factored_scores = False  # candidate vectors, in chunks
     head.inference_chunk = 4  # two chunks: 4 + 2 candidates
     with torch.no_grad():
         chunked = head(*args)[2]
@@ -190,18 +190,41 @@ def test_factored_inference_scores_equal_the_candidate_vectors():
     args = (torch.randn(int(segments.shape[0]), 6), torch.randn(3, 5), starts, ends, segments, len(lengths))
     with torch.no_grad():
         factored = head(*args)
-        head.factored_inference = False
+        head.factored_scores = False
         direct = head(*args)
     for field_factored, field_direct in zip(factored, direct):
         assert torch.allclose(field_factored, field_direct, atol=1e-5)
-    # and a head in training mode (dropout) never takes the factored path
-    head.train()
-    head.factored_inference = True
-    calls = []
-    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("spacy_binder.torch_binder.factored_span_scores", lambda *a: calls.append(a))
-        head(*args)
-    assert calls == []
+
+
+def test_factored_training_scores_and_gradients_equal_the_candidate_vectors():
+    """In training too (dropout on, autograd), the factored span scores and
+    their gradients are those of each candidate's own vector: dropout falls
+    on the per-token terms, so the same masks give the same vectors."""
+    lengths = [1, 3, 9, 0, 4, 17]
+    segments, starts, ends = _segmented_batch(lengths, 4)
+    torch.manual_seed(5)
+    head = BinderHead(6, 5, projection_size=8, max_span_width=4, width_embedding_size=3, dropout=0.5).train()
+    tokens, types = torch.randn(int(segments.shape[0]), 6), torch.randn(3, 5)
+    weights = torch.randn(int(starts.shape[0]), 3)
+    results = {}
+    for factored in (True, False):
+        head.factored_scores = factored
+        head.zero_grad()
+        torch.manual_seed(6)  # the same dropout masks for both
+        span = head(tokens.clone().requires_grad_(), types, starts, ends, segments, len(lengths))[2]
+        (span * weights).sum().backward()
+        grads = {name: param.grad.clone() for name, param in head.named_parameters() if param.grad is not None}
+        results[factored] = span.detach(), grads
+    (span_factored, grads_factored), (span_direct, grads_direct) = results[True], results[False]
+    assert torch.allclose(span_factored, span_direct, atol=1e-4)
+    assert grads_factored.keys() == grads_direct.keys() and "span_start.weight" in grads_factored
+    for name, grad in grads_factored.items():
+        assert torch.allclose(grad, grads_direct[name], atol=1e-3, rtol=1e-3), name
+    # and the dropout really was on: another mask gives other scores
+    head.factored_scores = True
+    torch.manual_seed(7)
+    other = head(tokens, types, starts, ends, segments, len(lengths))[2]
+    assert not torch.allclose(other, span_factored, atol=1e-3)
 
 
 def test_factored_scores_fall_back_where_the_norm_cancels():

@@ -103,7 +103,7 @@ def test_span_scores_without_candidate_vectors_are_the_same(nlp, monkeypatch):
     monkeypatch.setattr(torch_binder, "factored_span_scores", lambda *args: calls.append(1) or factored(*args))
     fast = nlp(text)
     assert calls
-    monkeypatch.setattr(torch_binder.BinderHead, "factored_inference", False)
+    monkeypatch.setattr(torch_binder.BinderHead, "factored_scores", False)
     direct = nlp(text)
     assert len(direct.spans["sc"]) > 100
     assert span_tuples(fast) == span_tuples(direct)

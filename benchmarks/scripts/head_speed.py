@@ -72,7 +72,7 @@ def main(
     scores: Dict[str, List[numpy.ndarray]] = {}
     for round_ in range(rounds + 1):  # the first is a warm-up
         for name, factored in VARIANTS.items():
-            BinderHead.factored_inference = factored
+            BinderHead.factored_scores = factored
             predict, annotate, scores[name] = head_seconds(nlp, batches)
             if round_:
                 best[name] = (min(best[name][0], predict), min(best[name][1], annotate))
