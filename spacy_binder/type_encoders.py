@@ -179,19 +179,20 @@ def build_shared_description_encoder(gradient_every: int = 1) -> Model[List[str]
     descriptions, is trained by both, and is saved once. binder_ner links
     it (`link_shared_transformer`); it has no weights of its own.
 
-    gradient_every (int): backpropagate from the descriptions into the
-        transformer at every n-th training step only; the other steps read
-        them as at inference (no dropout, no gradient), which saves the
-        descriptions' backward pass through the whole transformer. 1: every
-        step, as in the paper. A step is an `update` call (with
-        `accumulate_gradient`, a sub-batch); the gradient is not rescaled.
+    gradient_every (int): read the descriptions and backpropagate from them
+        into the transformer at every n-th training step only; the steps in
+        between reuse that step's type vectors (a few updates old), which
+        saves the descriptions' forward and backward passes through the
+        whole transformer there. 1: every step, as in the paper. A step is
+        an `update` call (with `accumulate_gradient`, a sub-batch); the
+        gradient is not rescaled.
     """
     if gradient_every < 1:
         raise ValueError(f"SharedDescriptionEncoder gradient_every must be >= 1, got {gradient_every}.")
     return Model(
         "binder_shared_description_encoder",
         # a closure, not an attr: saved attrs would override the config's value on load
-        partial(shared_description_encoder_forward, gradient_steps=_EveryNth(gradient_every)),
+        partial(shared_description_encoder_forward, schedule=_DescriptionSchedule(gradient_every)),
         init=shared_description_encoder_init,
         dims={"nO": None},
         attrs={
@@ -233,26 +234,40 @@ def shared_description_encoder_init(model: Model, X: Optional[List[str]] = None,
     model.set_dim("nO", _shared_transformer(model).get_dim("nO"), force=True)
 
 
-class _EveryNth:
-    """True at the first call and every n-th one after it."""
+class _DescriptionSchedule:
+    """Which training steps read the descriptions (the first and every n-th
+    one after it), and the type vectors the last of them got."""
 
     def __init__(self, n: int):
         self.n = n
         self.calls = 0
+        self.descriptions: Optional[List[str]] = None
+        self.vectors: Optional[Floats2d] = None
 
-    def __call__(self) -> bool:
+    def reads(self) -> bool:
         self.calls += 1
         return (self.calls - 1) % self.n == 0
 
+    def keep(self, descriptions: List[str], vectors: Floats2d) -> None:
+        self.descriptions, self.vectors = list(descriptions), vectors
+
+    def kept(self, descriptions: List[str]) -> Optional[Floats2d]:
+        return self.vectors if self.descriptions == list(descriptions) else None
+
 
 def shared_description_encoder_forward(
-    model: Model, descriptions: List[str], is_train: bool, *, gradient_steps: Callable[[], bool] = lambda: True
+    model: Model, descriptions: List[str], is_train: bool, *, schedule: Optional[_DescriptionSchedule] = None
 ) -> Tuple[Floats2d, Callable]:
+    if is_train and schedule is not None and not schedule.reads():
+        vectors = schedule.kept(descriptions)
+        if vectors is not None:
+            return vectors, lambda d_vectors: descriptions
+        is_train = False  # other descriptions than at the last reading step
     transformer = _shared_transformer(model)
     check_description_lengths(model, descriptions, transformer)
     encoding = huggingface_tokenize(transformer.tokenizer, descriptions)
     wordpieces = WordpieceBatch.from_batch_encoding(encoding)
-    if not is_train or not gradient_steps():
+    if not is_train:
         hidden = transformer.layers[0].predict(wordpieces).last_hidden_state
         return torch2xp(hidden[:, 0, :].detach(), ops=model.ops), lambda d_vectors: descriptions
     # the Hugging Face layer of the TransformerModel: word pieces in, model
@@ -260,6 +275,8 @@ def shared_description_encoder_forward(
     output, backprop_transformer = transformer.layers[0](wordpieces, is_train)
     hidden = output.last_hidden_state
     vectors = torch2xp(hidden[:, 0, :].detach(), ops=model.ops)
+    if schedule is not None:
+        schedule.keep(descriptions, vectors)
 
     def backprop(d_vectors: Floats2d) -> List[str]:
         d_hidden = torch.zeros_like(hidden)

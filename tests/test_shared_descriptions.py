@@ -67,22 +67,33 @@ def test_descriptions_train_the_shared_transformer(tiny_bert_path):
     numpy.testing.assert_allclose(binder.model.get_ref("type_encoder").predict(descriptions), cls_vectors(nlp, descriptions), atol=1e-5)
 
 
-def test_gradient_every_backpropagates_from_the_descriptions_every_nth_step(tiny_bert_path):
+def test_gradient_every_reads_and_backpropagates_the_descriptions_every_nth_step(tiny_bert_path):
     nlp, _, _ = initialized(shared_pipeline(tiny_bert_path, shared_descriptions={"gradient_every": 3}))
     binder = nlp.get_pipe("binder_ner")
     type_encoder = binder.model.get_ref("type_encoder")
     descriptions = [DESCRIPTIONS[label] for label in binder.labels]
     params = list(hf_model(nlp).parameters())
-    got_gradient = []
-    for _ in range(6):
+    moved = [param for name, param in hf_model(nlp).named_parameters() if "encoder.layer" in name][-1]
+    got_gradient, read = [], []
+    for step in range(6):
         for param in params:
             param.grad = None
+        with torch.no_grad():  # move the weights, as an optimizer step would
+            moved.add_(0.1)
         vectors, backprop = type_encoder(descriptions, is_train=True)
         backprop(numpy.ones_like(vectors))
         got_gradient.append(any(param.grad is not None and bool(param.grad.abs().sum() > 0) for param in params))
-        if not got_gradient[-1]:  # read as at inference: no dropout
-            numpy.testing.assert_array_equal(vectors, type_encoder.predict(descriptions))
+        if got_gradient[-1]:
+            read = vectors.copy()
+        else:  # the vectors of the last step that read them, though the weights moved
+            numpy.testing.assert_array_equal(vectors, read)
+            assert not numpy.allclose(vectors, type_encoder.predict(descriptions), atol=1e-4)
     assert got_gradient == [True, False, False, True, False, False]
+    # other descriptions than those read last are read now, as at inference
+    other = descriptions[::-1] + ["an extra type"]
+    type_encoder(descriptions, is_train=True)  # a reading step
+    vectors, _ = type_encoder(other, is_train=True)
+    numpy.testing.assert_array_equal(vectors, type_encoder.predict(other))
     with pytest.raises(ValueError, match="gradient_every must be >= 1"):
         shared_pipeline(tiny_bert_path, shared_descriptions={"gradient_every": 0})
 
