@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy
+from spacy.errors import Errors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
-from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from spacy_transformers import Transformer
 from spacy_transformers.layers import TransformerListener, TransformerModel
@@ -708,10 +709,9 @@ class BinderNER(TrainablePipe):
         descriptions (Optional[Union[Dict[str, str], str, Path]]): label ->
             description, or a JSON file of it.
         """
-        validate_get_examples(get_examples, "BinderNER.initialize")
-        data_labels = set()
-        for eg in get_examples():
-            data_labels.update(span.label_ for span in get_gold_spans(eg.reference, self.spans_key))
+        # one pass over the training data (spaCy's validate_get_examples would
+        # add one): it is checked, and gives its labels and unlearnable gold
+        data_labels, unlearnable = self._read_training_data(get_examples)
         # labels added with add_label() before initialize() are kept
         given = list(labels) if labels is not None else list(self.labels)
         all_labels = list(dict.fromkeys(given + sorted(data_labels - set(given))))
@@ -753,7 +753,8 @@ class BinderNER(TrainablePipe):
         sample = [eg.predicted for eg in islice(get_examples(), 10)]
         self.model.initialize(X=sample)
         self._sync_model()
-        self._warn_unlearnable_gold(get_examples)
+        self._warned = set()
+        self._warn_skipped(unlearnable, "in the training data")
         self._check_score_weights(nlp)
 
     def resolve_description_encoder_name(self, nlp: Optional[Language]) -> None:
@@ -832,30 +833,41 @@ class BinderNER(TrainablePipe):
             "labels with `labels` in [initialize.components]."
         )
 
-    def _warn_unlearnable_gold(self, get_examples: Callable[[], Iterable[Example]]) -> None:
-        """Count the gold mentions of the training data that cannot become
-        candidates, per reason and label, and warn once with the totals."""
-        label_index = {label: i for i, label in enumerate(self.labels)}
-        totals: Dict[str, Counter] = defaultdict(Counter)
+    def _read_training_data(
+        self, get_examples: Callable[[], Iterable[Example]]
+    ) -> Tuple[Set[str], Dict[str, Counter]]:
+        """The labels of the training data's gold mentions, and the mentions
+        that cannot become candidates, counted per reason and label."""
+        labels: Dict[str, int] = {}  # every label seen so far, none unknown
+        unlearnable: Dict[str, Counter] = defaultdict(Counter)
 
         def count(batch: List[Example]) -> None:
             candidates = enumerate_candidates(
                 [eg.predicted for eg in batch], self.max_span_width, self.max_segment_length
             )
-            gold = align_gold(batch, candidates, label_index, self.spans_key, self.max_span_width)
+            gold = align_gold(batch, candidates, labels, self.spans_key, self.max_span_width)
             for reason, counter in gold.skipped.items():
-                totals[reason].update(counter)
+                unlearnable[reason].update(counter)
 
+        method = "BinderNER.initialize"
+        if not callable(get_examples):
+            raise TypeError(Errors.E930.format(method=method, obj=type(get_examples)))
+        examples = get_examples()
+        if not examples:
+            raise TypeError(Errors.E930.format(method=method, obj=examples))
         batch: List[Example] = []
-        for eg in get_examples():
+        for eg in examples:
+            if not isinstance(eg, Example):
+                raise TypeError(Errors.E978.format(name=method, types=type(eg)))
+            for span in get_gold_spans(eg.reference, self.spans_key):
+                labels.setdefault(span.label_, len(labels))
             batch.append(eg)
             if len(batch) == 256:
                 count(batch)
                 batch = []
         if batch:
             count(batch)
-        self._warned = set()
-        self._warn_skipped(totals, "in the training data")
+        return set(labels), unlearnable
 
     def _check_score_weights(self, nlp: Optional[Language]) -> None:
         if nlp is None or self.spans_key == "sc":

@@ -197,6 +197,27 @@ def test_unlearnable_gold_is_counted_per_label():
         nlp.initialize(lambda: examples)
 
 
+def test_initialize_reads_the_training_data_once():
+    """Labels and unlearnable gold come from one pass (a corpus on disk is
+    deserialized at every pass); only a sample of 10 is read again."""
+    nlp = cnn_pipeline(max_span_width=2)
+    examples = make_examples(nlp, NESTED_DATA * 10)
+    yielded = []
+
+    def get_examples():
+        for eg in examples:
+            yielded.append(eg)
+            yield eg
+
+    with pytest.warns(UserWarning, match=r"30 are longer than max_span_width \(\{'ORG': 30\}\)"):
+        nlp.get_pipe("binder_ner").initialize(get_examples, nlp=nlp)
+    assert len(examples) < len(yielded) <= len(examples) + 10
+    # and what is not an Example is still refused
+    for bad, message in ((lambda: [], "invalid get_examples"), (lambda: examples[:3] + ["a text"], "list of Example")):
+        with pytest.raises(TypeError, match=message):
+            nlp.get_pipe("binder_ner").initialize(bad, nlp=nlp)
+
+
 def test_custom_spans_key(tmp_path):
     nlp = cnn_pipeline(spans_key="nested")
     examples = make_examples(nlp, NESTED_DATA, spans_key="nested")
