@@ -27,7 +27,7 @@ from .scorer import binder_score
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
 from .spans import GoldAlignment, get_gold_spans, greedy_flat
 from .torch_binder import LossWeights
-from .type_encoders import description_encoder_name, link_shared_transformer, set_encoder_name
+from .type_encoders import description_encoder_name, forget_read_descriptions, link_shared_transformer, set_encoder_name
 
 # A candidate is predicted when its score, a probability, is above this.
 DEFAULT_THRESHOLD = 0.5
@@ -477,6 +477,7 @@ class BinderNER(TrainablePipe):
         self.model.attrs["untrained_types"] = tuple(self._untrained_types())
         self._link_shared_encoder()
         clear_type_vectors(self.model)
+        forget_read_descriptions(self.model.get_ref("type_encoder"))
 
     def _untrained_types(self) -> List[int]:
         trained = set(self.cfg["trained_labels"])

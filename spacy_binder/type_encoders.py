@@ -211,6 +211,7 @@ def link_shared_transformer(model: Model, transformer: Optional[Model]) -> None:
     if model.attrs.get("transformer") is not transformer:
         model.attrs["transformer"] = transformer
         model.attrs["checked_descriptions"] = set()
+        forget_read_descriptions(model)
 
 
 def _shared_transformer(model: Model) -> Model:
@@ -253,6 +254,19 @@ class _DescriptionSchedule:
 
     def kept(self, descriptions: List[str]) -> Optional[Floats2d]:
         return self.vectors if self.descriptions == list(descriptions) else None
+
+    def forget(self) -> None:
+        self.descriptions = self.vectors = None
+
+
+def forget_read_descriptions(model: Model) -> None:
+    """Make a shared description encoder's next training steps read the
+    descriptions again rather than reuse the vectors of its last reading
+    step: call it when weights, descriptions or the transformer change
+    other than by a training step."""
+    schedule = getattr(model._func, "keywords", {}).get("schedule")
+    if isinstance(schedule, _DescriptionSchedule):
+        schedule.forget()
 
 
 def shared_description_encoder_forward(

@@ -91,9 +91,19 @@ def test_gradient_every_reads_and_backpropagates_the_descriptions_every_nth_step
     assert got_gradient == [True, False, False, True, False, False]
     # other descriptions than those read last are read now, as at inference
     other = descriptions[::-1] + ["an extra type"]
-    type_encoder(descriptions, is_train=True)  # a reading step
-    vectors, _ = type_encoder(other, is_train=True)
+    type_encoder(descriptions, is_train=True)  # step 7 reads
+    vectors, _ = type_encoder(other, is_train=True)  # step 8
     numpy.testing.assert_array_equal(vectors, type_encoder.predict(other))
+    # steps 9 and 10 (10 reads); then weights are loaded into the pipeline:
+    # step 11 reads the descriptions again instead of reusing step 10's
+    type_encoder(descriptions, is_train=True)
+    stale, _ = type_encoder(descriptions, is_train=True)
+    with torch.no_grad():
+        moved.add_(0.1)
+    binder.from_bytes(binder.to_bytes())
+    vectors, _ = type_encoder(descriptions, is_train=True)
+    numpy.testing.assert_array_equal(vectors, type_encoder.predict(descriptions))
+    assert not numpy.allclose(vectors, stale, atol=1e-4)
     with pytest.raises(ValueError, match="gradient_every must be >= 1"):
         shared_pipeline(tiny_bert_path, shared_descriptions={"gradient_every": 0})
 
