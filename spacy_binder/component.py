@@ -15,6 +15,7 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 from spacy_transformers import Transformer
 from spacy_transformers.layers import TransformerListener, TransformerModel
@@ -24,7 +25,7 @@ from .descriptions import DescriptionsT, resolve_descriptions
 from .fork_safety import install_fork_hooks
 from .model import BinderOutput, binder_loss_and_gradient, clear_type_vectors, get_head
 from .scorer import binder_score
-from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, decode_spans, enumerate_candidates
+from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, count_skipped_gold, decode_spans
 from .spans import GoldAlignment, get_gold_spans, greedy_flat
 from .torch_binder import LossWeights
 from .type_encoders import description_encoder_name, forget_read_descriptions, link_shared_transformer, set_encoder_name
@@ -839,35 +840,22 @@ class BinderNER(TrainablePipe):
     ) -> Tuple[Set[str], Dict[str, Counter]]:
         """The labels of the training data's gold mentions, and the mentions
         that cannot become candidates, counted per reason and label."""
-        labels: Dict[str, int] = {}  # every label seen so far, none unknown
-        unlearnable: Dict[str, Counter] = defaultdict(Counter)
-
-        def count(batch: List[Example]) -> None:
-            candidates = enumerate_candidates(
-                [eg.predicted for eg in batch], self.max_span_width, self.max_segment_length
-            )
-            gold = align_gold(batch, candidates, labels, self.spans_key, self.max_span_width)
-            for reason, counter in gold.skipped.items():
-                unlearnable[reason].update(counter)
-
         method = "BinderNER.initialize"
         if not callable(get_examples):
             raise TypeError(Errors.E930.format(method=method, obj=type(get_examples)))
         examples = get_examples()
         if not examples:
             raise TypeError(Errors.E930.format(method=method, obj=examples))
-        batch: List[Example] = []
-        for eg in examples:
-            if not isinstance(eg, Example):
-                raise TypeError(Errors.E978.format(name=method, types=type(eg)))
-            for span in get_gold_spans(eg.reference, self.spans_key):
-                labels.setdefault(span.label_, len(labels))
-            batch.append(eg)
-            if len(batch) == 256:
-                count(batch)
-                batch = []
-        if batch:
-            count(batch)
+        labels: Dict[str, int] = {}  # every label seen so far, none unknown
+        unlearnable: Dict[str, Counter] = defaultdict(Counter)
+        for batch in minibatch(examples, 256):
+            validate_examples(batch, method)
+            for eg in batch:
+                for span in get_gold_spans(eg.reference, self.spans_key):
+                    labels.setdefault(span.label_, len(labels))
+            skipped = count_skipped_gold(batch, labels, self.spans_key, self.max_span_width, self.max_segment_length)
+            for reason, per_label in skipped.items():
+                unlearnable[reason].update(per_label)
         return set(labels), unlearnable
 
     def _check_score_weights(self, nlp: Optional[Language]) -> None:

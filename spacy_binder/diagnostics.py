@@ -7,8 +7,8 @@ lengths, mentions crossing a sentence or with punctuation or whitespace at
 an edge, low-count labels, dev labels missing from train) and what only
 BINDER needs: lengths against `max_span_width`, nesting and overlap, type
 descriptions against the description encoder, and the gold that training
-will leave out, counted with the functions training uses (`align_gold`,
-`enumerate_candidates`), so the report cannot disagree with it.
+will leave out, counted by the function binder_ner's initialize uses
+(`spans.count_skipped_gold`), so the report cannot disagree with it.
 
 Nothing is trained or initialized: the pipeline is built from the config
 and the corpora are read the way `spacy train` reads them.
@@ -28,32 +28,12 @@ from thinc.api import Model
 
 from .component import BinderNER
 from .descriptions import read_descriptions
-from .spans import (
-    SKIP_CROSSES_SEGMENT,
-    SKIP_MISALIGNED,
-    SKIP_TOO_LONG,
-    SKIP_UNKNOWN_LABEL,
-    SKIP_WHITESPACE_EDGE,
-    align_gold,
-    enumerate_candidates,
-    get_gold_spans,
-)
+from .spans import SKIP_REASONS, count_skipped_gold, get_gold_spans
 from .type_encoders import description_piece_limit
 
 # Fewer train mentions than this is little to learn a type from (the
 # threshold `spacy debug data` uses for a new NER or spancat label).
 LOW_COUNT_THRESHOLD = 50
-# the batch size of BinderNER's own count of unlearnable gold
-ALIGN_BATCH_SIZE = 256
-
-SKIP_REASONS = (
-    SKIP_MISALIGNED,
-    SKIP_TOO_LONG,
-    SKIP_CROSSES_SEGMENT,
-    SKIP_UNKNOWN_LABEL,
-    SKIP_WHITESPACE_EDGE,
-)
-
 # How a mention overlaps the others of its doc; each mention is counted
 # once per kind, however many mentions it overlaps that way.
 INSIDE = "lie inside another mention"
@@ -254,7 +234,9 @@ def diagnose(
     dev = _split_report(dev_examples, pipe.spans_key, pipe.max_span_width)
     label_index = {label: i for i, label in enumerate(labels)}
     for report, examples in ((train, train_examples), (dev, dev_examples)):
-        report.skipped = count_skipped_gold(examples, pipe, label_index)
+        report.skipped = count_skipped_gold(
+            examples, label_index, pipe.spans_key, pipe.max_span_width, pipe.max_segment_length
+        )
     return DataReport(
         component=name,
         spans_key=pipe.spans_key,
@@ -265,23 +247,6 @@ def diagnose(
         dev=dev,
         descriptions=_description_report(nlp, pipe, labels, init_settings.get("descriptions")),
     )
-
-
-def count_skipped_gold(
-    examples: Sequence[Example], pipe: BinderNER, label_index: Dict[str, int]
-) -> Dict[str, Counter]:
-    """The gold mentions training leaves out of the loss, per reason and
-    label: `align_gold` on the candidates of the predicted docs."""
-    totals: Dict[str, Counter] = {reason: Counter() for reason in SKIP_REASONS}
-    for begin in range(0, len(examples), ALIGN_BATCH_SIZE):
-        batch = list(examples[begin : begin + ALIGN_BATCH_SIZE])
-        candidates = enumerate_candidates(
-            [eg.predicted for eg in batch], pipe.max_span_width, pipe.max_segment_length
-        )
-        gold = align_gold(batch, candidates, label_index, pipe.spans_key, pipe.max_span_width)
-        for reason, per_label in gold.skipped.items():
-            totals.setdefault(reason, Counter()).update(per_label)
-    return totals
 
 
 def _split_report(examples: Iterable[Example], spans_key: str, max_span_width: int) -> SplitReport:

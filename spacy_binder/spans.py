@@ -178,6 +178,13 @@ SKIP_TOO_LONG = "are longer than max_span_width"
 SKIP_CROSSES_SEGMENT = "cross a segment boundary (a sentence, or a cut of a sentence longer than max_segment_length)"
 SKIP_UNKNOWN_LABEL = "have a label the component does not know"
 SKIP_WHITESPACE_EDGE = "start or end on a whitespace token"
+SKIP_REASONS = (
+    SKIP_MISALIGNED,
+    SKIP_TOO_LONG,
+    SKIP_CROSSES_SEGMENT,
+    SKIP_UNKNOWN_LABEL,
+    SKIP_WHITESPACE_EDGE,
+)
 
 
 def align_gold(
@@ -188,16 +195,7 @@ def align_gold(
     max_span_width: int,
 ) -> GoldAlignment:
     """Map the gold mentions of each example onto candidate indices."""
-    skipped: Dict[str, Counter] = {
-        reason: Counter()
-        for reason in (
-            SKIP_MISALIGNED,
-            SKIP_TOO_LONG,
-            SKIP_CROSSES_SEGMENT,
-            SKIP_UNKNOWN_LABEL,
-            SKIP_WHITESPACE_EDGE,
-        )
-    }
+    skipped: Dict[str, Counter] = {reason: Counter() for reason in SKIP_REASONS}
     starts: List[int] = []
     ends: List[int] = []
     types: List[int] = []
@@ -237,6 +235,27 @@ def align_gold(
         [eg.reference for eg in examples], list(label_index), doc_first_segments(batch), batch.n_segments
     )
     return GoldAlignment(spans=pairs[:, 0], types=pairs[:, 1], skipped=skipped, annotated=annotated)
+
+
+def count_skipped_gold(
+    examples: Sequence[Example],
+    label_index: Dict[str, int],
+    spans_key: str,
+    max_span_width: int,
+    max_segment_length: int,
+    batch_size: int = 256,
+) -> Dict[str, Counter]:
+    """The gold mentions training leaves out of the loss, per reason and
+    label: `align_gold` on the candidates of the predicted docs, `batch_size`
+    examples at a time."""
+    totals: Dict[str, Counter] = {reason: Counter() for reason in SKIP_REASONS}
+    for begin in range(0, len(examples), batch_size):
+        batch = list(examples[begin : begin + batch_size])
+        candidates = enumerate_candidates([eg.predicted for eg in batch], max_span_width, max_segment_length)
+        gold = align_gold(batch, candidates, label_index, spans_key, max_span_width)
+        for reason, per_label in gold.skipped.items():
+            totals[reason].update(per_label)
+    return totals
 
 
 def doc_first_segments(batch: CandidateBatch) -> numpy.ndarray:
