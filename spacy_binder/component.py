@@ -220,13 +220,15 @@ def make_binder_ner(
         overlapping spans that share a strong boundary get through).
     set_ents (bool): write the best non-overlapping spans to doc.ents.
     set_spans (bool): write all predicted spans to doc.spans[spans_key].
-    free_transformer_output (bool): once binder_ner has read a doc's
-        transformer output (doc._.trf_data, when its text encoder is a
-        TransformerListener), set doc._.trf_data to None, so that a doc kept
-        after `nlp(text)` holds its annotations and not the padded
-        activations of every segment (hundreds of MB for a long doc). Kept
-        anyway while a component after binder_ner listens to the same
-        transformer; set false when your own code reads doc._.trf_data.
+    free_transformer_output (bool): once binder_ner has pooled a doc's
+        transformer output into token vectors (doc._.trf_data, when its
+        text encoder is a TransformerListener), in `predict` and before its
+        head runs, set doc._.trf_data to None: the output and the head's
+        working memory never add up, and a doc kept after `nlp(text)` holds
+        its annotations, not the activations of every segment (hundreds of
+        MB for a long doc). Kept anyway while a component after binder_ner
+        listens to the same transformer; set false when your own code reads
+        doc._.trf_data.
     loss (LossWeights): weights of the loss terms (spacy-binder.BinderLoss.v2).
     scorer (Optional[Callable]): scoring method.
     """
@@ -544,10 +546,13 @@ class BinderNER(TrainablePipe):
         # the "span" rule reads no start or end scores: they are not computed
         head = get_head(self.model)
         default, head.boundary_scores = head.boundary_scores, self.cfg["decision"] == "joint"
+        # freed once pooled, before the head runs: the two never take memory at once
+        self.model.attrs["free_transformer_output"] = self._frees_transformer_output()
         try:
             return self.model.predict(docs)
         finally:
             head.boundary_scores = default
+            self.model.attrs["free_transformer_output"] = False
 
     def _listens_to_transformer(self) -> bool:
         return any(isinstance(node, TransformerListener) for node in self.model.walk())

@@ -44,8 +44,11 @@ from transformers.activations import GELUActivation
 from transformers.file_utils import ModelOutput
 
 from .alignment import align_by_offsets, first_token_rows
+from .memory import HeapGrowthLimit
 
 DEFAULT_MAX_BATCH_PIECES = 4096
+# freed activations kept by the C heaps during one call, at most (see .memory)
+HEAP_GROWTH_LIMIT = 16 * 2**20
 
 
 class InPlaceGELU(torch.nn.Module):
@@ -108,7 +111,8 @@ class PackedForward:
         ends = (real * positions).max(dim=1).values.clamp(min=1).tolist()
         order = sorted(range(n_rows), key=lambda row: -ends[row])
         hidden = pooled = output = None
-        start = 0
+        heap = HeapGrowthLimit(HEAP_GROWTH_LIMIT)
+        start = written = 0
         while start < n_rows:
             cut = ends[order[start]]
             rows = order[start : start + max(1, self.max_batch_pieces // cut)]
@@ -116,6 +120,8 @@ class PackedForward:
             bucket = {"input_ids": input_ids[index, :cut], "attention_mask": attention_mask[index, :cut]}
             for name, value in kwargs.items():
                 bucket[name] = value[index, :cut] if isinstance(value, torch.Tensor) else value
+            if hidden is not None:  # the last bucket's activations are free
+                heap.check(kept_bytes=written * hidden[0].nbytes)
             output = self.forward(**bucket)
             if hidden is None:
                 hidden = output.last_hidden_state.new_empty((int(real.sum()), output.last_hidden_state.shape[-1]))
@@ -123,9 +129,11 @@ class PackedForward:
                     pooled = output.pooler_output.new_empty((n_rows, output.pooler_output.shape[-1]))
             bucket_real = real[index, :cut]
             hidden[packed_index[index, :cut][bucket_real]] = output.last_hidden_state[bucket_real]
+            written += int(bucket_real.sum())
             if pooled is not None:
                 pooled[index] = output.pooler_output
             start += len(rows)
+        heap.check(kept_bytes=written * hidden[0].nbytes)
         fields = {"last_hidden_state": hidden.unsqueeze(0)}
         if pooled is not None:
             fields["pooler_output"] = pooled

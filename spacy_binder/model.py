@@ -141,6 +141,8 @@ def build_binder_model(
             # indices of the types not trained yet (added by add_label)
             "untrained_types": (),
             "type_vector_cache": TypeVectorCache(),
+            # set by the component around predict: drop doc._.trf_data once pooled
+            "free_transformer_output": False,
         },
     )
 
@@ -285,6 +287,10 @@ def binder_forward(
         token_vectors, backprop_text = text_encoder(docs, is_train)
     else:  # predict keeps no backprop closure, and with it no copy of the input
         token_vectors = text_encoder.predict(docs)
+        if model.attrs.get("free_transformer_output"):
+            # pooled into token vectors: the head works without the output
+            for doc in docs:
+                doc._.trf_data = None
     tokens = _concatenate_token_vectors(model, docs, token_vectors, head_module.config["text_width"])
     # an empty doc's gradient has the shape its encoder gave it, e.g. (0, 0)
     shapes = [vectors.shape for vectors in token_vectors]

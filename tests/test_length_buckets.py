@@ -161,3 +161,37 @@ def test_training_runs_spacy_transformers_forward(trained_folder):
     assert batch.model_output.last_hidden_state.requires_grad
     predicted = model.predict(docs)
     assert predicted.model_output.last_hidden_state.shape[:2] == (1, int(batch.wordpieces.attention_mask.sum()))
+
+
+def test_heap_growth_is_checked_between_buckets_with_the_output_counted(tiny_bert_path, monkeypatch):
+    """Before each bucket after the first and once at the end, PackedForward
+    asks whether the process has grown by more than the limit beyond the
+    output written so far (the pages it keeps)."""
+    from spacy_binder import length_buckets
+
+    model = AutoModel.from_pretrained(tiny_bert_path).eval()
+    lengths = [3, 17, 5, 17, 1, 9, 12, 2]
+    kept = []
+
+    class RecordingLimit:
+        def __init__(self, limit_bytes):
+            assert limit_bytes == length_buckets.HEAP_GROWTH_LIMIT
+
+        def check(self, kept_bytes=0):
+            kept.append(kept_bytes)
+            return False
+
+    monkeypatch.setattr(length_buckets, "HeapGrowthLimit", RecordingLimit)
+    calls = []
+
+    def counting_forward(**kwargs):
+        calls.append(int(kwargs["attention_mask"].sum()))
+        return type(model).forward(model, **kwargs)
+
+    with torch.no_grad():
+        PackedForward(counting_forward, max_batch_pieces=20)(**_padded_batch(lengths, model.config.vocab_size))
+    row_bytes = model.config.hidden_size * 4  # float32
+    # one check per bucket boundary and one at the end, each counting the real pieces written
+    written = [sum(calls[: i + 1]) * row_bytes for i in range(len(calls))]
+    assert len(calls) > 2 and kept == written
+    assert kept[-1] == sum(lengths) * row_bytes

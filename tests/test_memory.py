@@ -108,3 +108,27 @@ def test_span_scores_without_candidate_vectors_are_the_same(nlp, monkeypatch):
     assert len(direct.spans["sc"]) > 100
     assert span_tuples(fast) == span_tuples(direct)
     numpy.testing.assert_allclose(list(fast.spans["sc"].attrs["scores"]), list(direct.spans["sc"].attrs["scores"]), atol=1e-5)
+
+
+def test_the_output_is_freed_before_the_head_runs(nlp, monkeypatch):
+    """The head reads only the pooled token vectors: the transformer output
+    is gone before it runs, so the two never take memory at once."""
+    from spacy_binder.torch_binder import BinderHead
+
+    binder = nlp.get_pipe("binder_ner")
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(TEXT))
+    seen = []
+    score = BinderHead._score
+    monkeypatch.setattr(BinderHead, "_score", lambda self, *args: seen.append(doc._.trf_data is None) or score(self, *args))
+    binder.predict([doc])
+    assert seen and all(seen)
+    # a setting for the duration of predict, never saved on
+    assert binder.model.attrs["free_transformer_output"] is False
+    seen.clear()
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(TEXT))
+    binder._set_settings(free_transformer_output=False)
+    try:
+        binder.predict([doc])
+    finally:
+        binder._set_settings(free_transformer_output=True)
+    assert seen and not any(seen)
