@@ -46,7 +46,7 @@ from transformers.file_utils import ModelOutput
 from .alignment import align_by_offsets, first_token_rows
 from .memory import HeapGrowthLimit
 
-DEFAULT_MAX_BATCH_PIECES = 4096
+DEFAULT_MAX_BATCH_PIECES = 1024
 # freed activations kept by the C heaps during one call, at most (see .memory)
 HEAP_GROWTH_LIMIT = 16 * 2**20
 
@@ -112,7 +112,7 @@ class PackedForward:
         order = sorted(range(n_rows), key=lambda row: -ends[row])
         hidden = pooled = output = None
         heap = HeapGrowthLimit(HEAP_GROWTH_LIMIT)
-        start = written = 0
+        start = written = row_bytes = 0
         while start < n_rows:
             cut = ends[order[start]]
             rows = order[start : start + max(1, self.max_batch_pieces // cut)]
@@ -121,10 +121,11 @@ class PackedForward:
             for name, value in kwargs.items():
                 bucket[name] = value[index, :cut] if isinstance(value, torch.Tensor) else value
             if hidden is not None:  # the last bucket's activations are free
-                heap.check(kept_bytes=written * hidden[0].nbytes)
+                heap.check(kept_bytes=written * row_bytes)
             output = self.forward(**bucket)
             if hidden is None:
                 hidden = output.last_hidden_state.new_empty((int(real.sum()), output.last_hidden_state.shape[-1]))
+                row_bytes = hidden.shape[1] * hidden.element_size()
                 if getattr(output, "pooler_output", None) is not None:
                     pooled = output.pooler_output.new_empty((n_rows, output.pooler_output.shape[-1]))
             bucket_real = real[index, :cut]
@@ -133,7 +134,7 @@ class PackedForward:
             if pooled is not None:
                 pooled[index] = output.pooler_output
             start += len(rows)
-        heap.check(kept_bytes=written * hidden[0].nbytes)
+        heap.check(kept_bytes=written * row_bytes)
         fields = {"last_hidden_state": hidden.unsqueeze(0)}
         if pooled is not None:
             fields["pooler_output"] = pooled
@@ -156,8 +157,11 @@ def build_length_bucketed_transformer(
 
     max_batch_pieces (int): most word pieces (spans x the longest span) the
         Hugging Face model reads in one call at inference; bounds the
-        activations of a long document. 4096 is spacy-transformers' default
-        `max_batch_items`.
+        activations of a long document. Smaller buckets are cut closer to
+        their own spans: on 2 CPU cores 1024 gave 1.38x the words/s of 4096
+        (spacy-transformers' `max_batch_items`) on sentences and documents
+        alike, 512 no more (benchmarks/results/README.md). On a GPU, where
+        larger calls pay off, unmeasured.
     """
     if max_batch_pieces < 1:
         raise ValueError(f"LengthBucketedTransformer max_batch_pieces must be >= 1, got {max_batch_pieces}.")
