@@ -8,7 +8,9 @@ consecutive sentences joined, as `evaluate_documents.py` makes them).
 Protocol (int8_speed.py's): both pipelines in one process, one warm-up pass
 each, then --rounds timed rounds alternating on fresh docs; the best round of
 each counts. Both should predict the same spans: the docs where a span, a
-label or a score (beyond 1e-4) differ are counted in the rows. Peak memory and time of one very long
+label or a score (beyond 1e-4) differ are counted in the rows. With
+--max-batch-pieces, the bucketed pipeline is also loaded with each of those
+bucket sizes and timed in the same rounds (rows: `bucket_sizes`). Peak memory and time of one very long
 doc are scaling.py's (--plain-transformer there).
 """
 from pathlib import Path
@@ -69,14 +71,20 @@ def main(
     rounds: int = typer.Option(3, "--rounds", min=1, help="Timed rounds per pipeline (best counts)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="nlp.pipe batch size"),
     spans_key: str = typer.Option("sc", "--spans-key"),
+    max_batch_pieces: str = typer.Option("", "--max-batch-pieces", help="Comma-separated bucket sizes to time too (the pipeline's own is 'bucketed')"),
 ) -> None:
     """Words/s with and without length buckets, side by side, on sentences and documents."""
     pipelines = {"padded": spacy.load(model, config=plain_transformer_config(str(model))), "bucketed": spacy.load(model)}
+    own_size = pipelines["bucketed"].config["components"]["transformer"]["model"]["max_batch_pieces"]
+    sizes = sorted({int(size) for size in max_batch_pieces.split(",") if size.strip()}, reverse=True)
+    for size in sizes:
+        pipelines[f"bucketed_{size}"] = spacy.load(model, config={"components.transformer.model.max_batch_pieces": size})
     sentences = list(DocBin().from_disk(docs_path).get_docs(pipelines["bucketed"].vocab))
     documents, unit = join_documents(sentences, sentences_per_doc)
     rows = []
     for view, docs in (("sentences", sentences), ("documents", documents)):
-        different = n_different(*(predictions(nlp, docs, spans_key, batch_size) for nlp in pipelines.values()))
+        predicted = {name: predictions(nlp, docs, spans_key, batch_size) for name, nlp in pipelines.items()}
+        different = n_different(predicted["padded"], predicted["bucketed"])
         words = sum(len(doc) for doc in docs)
         best = best_seconds(pipelines, docs, rounds, batch_size)
         row = {
@@ -90,11 +98,24 @@ def main(
             "docs_with_other_predictions": different,
             "rounds": rounds,
             "batch_size": batch_size,
+            "max_batch_pieces": own_size,
         }
+        if sizes:
+            row["bucket_sizes"] = [
+                {
+                    "max_batch_pieces": size,
+                    "words_per_second": round(words / best[f"bucketed_{size}"], 1),
+                    "docs_with_other_predictions": n_different(predicted["padded"], predicted[f"bucketed_{size}"]),
+                }
+                for size in sizes
+            ]
         rows.append(row)
         msg.text(f"{view} ({len(docs)} docs, {words} words): padded {row['padded_words_per_second']:.0f} words/s, "
                  f"bucketed {row['bucketed_words_per_second']:.0f} words/s, x{row['speedup']:.2f}; "
                  f"{different} docs with other predictions")
+        for entry in row.get("bucket_sizes", []):
+            msg.text(f"  buckets of {entry['max_batch_pieces']} pieces: {entry['words_per_second']:.0f} words/s, "
+                     f"{entry['docs_with_other_predictions']} docs with other predictions")
     msg.info(f"documents: {unit}")
     output.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(output, rows)
