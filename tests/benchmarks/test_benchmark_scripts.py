@@ -208,3 +208,23 @@ def test_head_speed(trained, tmp_path):
         )
         assert row["predict_ms_per_1000_words"] > 0
     assert "factored" in proc.stdout and "faster" in proc.stdout
+
+
+def test_a_child_process_peak_is_its_own_not_its_parents():
+    """peak_rss_mb in a fresh process (how int8_speed.py measures each
+    pipeline) must not report the parent's size: Linux's ru_maxrss keeps the
+    memory a forked child shared with its parent before exec."""
+    import numpy
+
+    ballast = numpy.ones(2**30 // 8)  # 1 GiB touched in this (the parent) process
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from benchmark import peak_rss_mb; print(peak_rss_mb())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(script_path("benchmark.py").parent)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    child_mb = float(proc.stdout.strip().splitlines()[-1])
+    assert 0 < child_mb < ballast.nbytes / 2**20 - 200
+    del ballast
