@@ -23,7 +23,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .descriptions import DescriptionsT, resolve_descriptions
 from .fork_safety import install_fork_hooks
-from .model import BinderOutput, binder_loss_and_gradient, clear_type_vectors, get_head
+from .model import FREE_TRANSFORMER_OUTPUT, BinderOutput, binder_loss_and_gradient, clear_type_vectors, get_head
 from .scorer import binder_score
 from .spans import DEFAULT_MAX_SEGMENT_LENGTH, align_gold, check_decision, count_skipped_gold, decode_spans
 from .spans import GoldAlignment, get_gold_spans, greedy_flat
@@ -528,7 +528,10 @@ class BinderNER(TrainablePipe):
     # -- prediction ---------------------------------------------------------
 
     def predict(self, docs: Iterable[Doc]) -> Optional[BinderOutput]:
-        """Score the candidate spans of a batch of docs.
+        """Score the candidate spans of a batch of docs. With
+        free_transformer_output (the default) it sets doc._.trf_data to None
+        once pooled: a second predict on the same docs needs the transformer
+        to run again.
 
         RETURNS (Optional[BinderOutput]): None when the batch has no tokens.
         """
@@ -543,16 +546,17 @@ class BinderNER(TrainablePipe):
         if self._listens_to_transformer():
             self._check_transformer_output(docs)
         self._link_shared_encoder()
+        frees = self._frees_transformer_output()
         # the "span" rule reads no start or end scores: they are not computed
         head = get_head(self.model)
         default, head.boundary_scores = head.boundary_scores, self.cfg["decision"] == "joint"
         # freed once pooled, before the head runs: the two never take memory at once
-        self.model.attrs["free_transformer_output"] = self._frees_transformer_output()
+        frees = FREE_TRANSFORMER_OUTPUT.set(frees)
         try:
             return self.model.predict(docs)
         finally:
             head.boundary_scores = default
-            self.model.attrs["free_transformer_output"] = False
+            FREE_TRANSFORMER_OUTPUT.reset(frees)
 
     def _listens_to_transformer(self) -> bool:
         return any(isinstance(node, TransformerListener) for node in self.model.walk())
@@ -572,9 +576,10 @@ class BinderNER(TrainablePipe):
             )
 
     def _frees_transformer_output(self) -> bool:
-        """Whether set_annotations drops doc._.trf_data: the setting is on,
-        binder_ner reads a transformer's output and no component after it
-        in the pipeline listens to that transformer."""
+        """Whether predict (once pooled) and set_annotations drop
+        doc._.trf_data: the setting is on, binder_ner reads a transformer's
+        output and no component after it in the pipeline listens to that
+        transformer."""
         if not self.cfg["free_transformer_output"] or not self._listens_to_transformer():
             return False
         nlp = self._nlp() if self._nlp is not None else None

@@ -110,8 +110,9 @@ class PackedForward:
         positions = torch.arange(1, width + 1, device=real.device)
         ends = (real * positions).max(dim=1).values.clamp(min=1).tolist()
         order = sorted(range(n_rows), key=lambda row: -ends[row])
-        hidden = pooled = output = None
-        heap = HeapGrowthLimit(HEAP_GROWTH_LIMIT)
+        hidden = pooled = output_type = None
+        # the C heaps hold CPU tensors only
+        heap = HeapGrowthLimit(HEAP_GROWTH_LIMIT) if input_ids.device.type == "cpu" else None
         start = written = row_bytes = 0
         while start < n_rows:
             cut = ends[order[start]]
@@ -120,9 +121,10 @@ class PackedForward:
             bucket = {"input_ids": input_ids[index, :cut], "attention_mask": attention_mask[index, :cut]}
             for name, value in kwargs.items():
                 bucket[name] = value[index, :cut] if isinstance(value, torch.Tensor) else value
-            if hidden is not None:  # the last bucket's activations are free
+            if heap is not None and hidden is not None:  # the last bucket's activations are free
                 heap.check(kept_bytes=written * row_bytes)
             output = self.forward(**bucket)
+            output_type = type(output)
             if hidden is None:
                 hidden = output.last_hidden_state.new_empty((int(real.sum()), output.last_hidden_state.shape[-1]))
                 row_bytes = hidden.shape[1] * hidden.element_size()
@@ -133,12 +135,14 @@ class PackedForward:
             written += int(bucket_real.sum())
             if pooled is not None:
                 pooled[index] = output.pooler_output
+            output = None  # with any hidden states or attentions it returned
             start += len(rows)
-        heap.check(kept_bytes=written * row_bytes)
+        if heap is not None:
+            heap.check(kept_bytes=written * row_bytes)
         fields = {"last_hidden_state": hidden.unsqueeze(0)}
         if pooled is not None:
             fields["pooler_output"] = pooled
-        return type(output)(**fields)
+        return output_type(**fields)
 
 
 @registry.architectures("spacy-binder.LengthBucketedTransformer.v1")

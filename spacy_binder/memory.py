@@ -15,7 +15,6 @@ what the call keeps (see `HeapGrowthLimit`). Elsewhere than glibc (or
 Linux, for the resident size) nothing is done.
 """
 import ctypes
-import ctypes.util
 import os
 from typing import Callable, Optional
 
@@ -24,12 +23,9 @@ _malloc_trim: object = _UNRESOLVED
 
 
 def _find_malloc_trim() -> Optional[Callable[[int], int]]:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        function = ctypes.CDLL(name).malloc_trim
-    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows)
+    try:  # the symbols the process has loaded, the C library's among them
+        function = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc (musl, macOS, Windows)
         return None
     function.argtypes = [ctypes.c_size_t]
     function.restype = ctypes.c_int
@@ -49,10 +45,12 @@ def release_free_memory() -> bool:
 
 
 def resident_bytes() -> Optional[int]:
-    """This process's resident memory in bytes, where Linux's /proc tells."""
+    """This process's resident memory in bytes, less its resident shared
+    pages (libraries, mapped files: not heap), where Linux's /proc tells."""
     try:
         with open("/proc/self/statm", "rb") as file_:
-            return int(file_.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            fields = file_.read().split()
+        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
 

@@ -1,4 +1,5 @@
 """Thinc wiring of BINDER: text encoder + type encoder + torch scoring head."""
+from contextvars import ContextVar
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -40,6 +41,10 @@ class TypeVectorCache:
         self.key: Optional[Tuple[str, ...]] = None
         self.vectors: Optional[Floats2d] = None
 
+
+# Set by binder_ner around its predict (per thread, never saved): drop each
+# doc's transformer output once the text encoder has pooled it.
+FREE_TRANSFORMER_OUTPUT: ContextVar[bool] = ContextVar("free_transformer_output", default=False)
 
 # where the removal of v1's partial-label options is measured
 PARTIAL_LABEL_RESULTS = "benchmarks/results/README.md#training-from-distant-labels"
@@ -141,8 +146,6 @@ def build_binder_model(
             # indices of the types not trained yet (added by add_label)
             "untrained_types": (),
             "type_vector_cache": TypeVectorCache(),
-            # set by the component around predict: drop doc._.trf_data once pooled
-            "free_transformer_output": False,
         },
     )
 
@@ -287,7 +290,7 @@ def binder_forward(
         token_vectors, backprop_text = text_encoder(docs, is_train)
     else:  # predict keeps no backprop closure, and with it no copy of the input
         token_vectors = text_encoder.predict(docs)
-        if model.attrs.get("free_transformer_output"):
+        if FREE_TRANSFORMER_OUTPUT.get():
             # pooled into token vectors: the head works without the output
             for doc in docs:
                 doc._.trf_data = None

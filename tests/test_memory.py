@@ -122,8 +122,6 @@ def test_the_output_is_freed_before_the_head_runs(nlp, monkeypatch):
     monkeypatch.setattr(BinderHead, "_score", lambda self, *args: seen.append(doc._.trf_data is None) or score(self, *args))
     binder.predict([doc])
     assert seen and all(seen)
-    # a setting for the duration of predict, never saved on
-    assert binder.model.attrs["free_transformer_output"] is False
     seen.clear()
     doc = nlp.get_pipe("transformer")(nlp.make_doc(TEXT))
     binder._set_settings(free_transformer_output=False)
@@ -132,3 +130,26 @@ def test_the_output_is_freed_before_the_head_runs(nlp, monkeypatch):
     finally:
         binder._set_settings(free_transformer_output=True)
     assert seen and not any(seen)
+
+
+def test_the_setting_ends_with_predict_even_when_it_fails(nlp, monkeypatch):
+    """The model frees the output only inside binder_ner's predict: after a
+    predict that raised, a direct model.predict keeps doc._.trf_data."""
+    from spacy_binder.model import FREE_TRANSFORMER_OUTPUT
+    from spacy_binder.torch_binder import BinderHead
+
+    binder = nlp.get_pipe("binder_ner")
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(TEXT))
+
+    def failing(self, *args):
+        assert FREE_TRANSFORMER_OUTPUT.get() is True
+        raise RuntimeError("head failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BinderHead, "_score", failing)
+        with pytest.raises(RuntimeError, match="head failed"):
+            binder.predict([doc])
+    assert FREE_TRANSFORMER_OUTPUT.get() is False
+    doc = nlp.get_pipe("transformer")(nlp.make_doc(TEXT))
+    binder.model.predict([doc])
+    assert isinstance(doc._.trf_data, TransformerData)

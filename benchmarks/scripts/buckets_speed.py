@@ -23,6 +23,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from wasabi import msg
 
+from spacy_binder import length_buckets
+
 import project_scripts  # noqa: F401  (project/scripts on the path)
 from benchmark import fresh_docs
 from evaluate_documents import join_documents
@@ -72,13 +74,18 @@ def main(
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="nlp.pipe batch size"),
     spans_key: str = typer.Option("sc", "--spans-key"),
     max_batch_pieces: str = typer.Option("", "--max-batch-pieces", help="Comma-separated bucket sizes to time too (the pipeline's own is 'bucketed')"),
+    no_heap_release: bool = typer.Option(False, "--no-heap-release", help="Never give freed heap pages back between buckets (spacy_binder.memory), for every pipeline"),
 ) -> None:
     """Words/s with and without length buckets, side by side, on sentences and documents."""
+    if no_heap_release:
+        length_buckets.HEAP_GROWTH_LIMIT = float("inf")
     pipelines = {"padded": spacy.load(model, config=plain_transformer_config(str(model))), "bucketed": spacy.load(model)}
     own_size = pipelines["bucketed"].config["components"]["transformer"]["model"]["max_batch_pieces"]
     sizes = sorted({int(size) for size in max_batch_pieces.split(",") if size.strip()}, reverse=True)
-    for size in sizes:
-        pipelines[f"bucketed_{size}"] = spacy.load(model, config={"components.transformer.model.max_batch_pieces": size})
+    names = {size: "bucketed" if size == own_size else f"bucketed_{size}" for size in sizes}
+    for size, name in names.items():
+        if name not in pipelines:
+            pipelines[name] = spacy.load(model, config={"components.transformer.model.max_batch_pieces": size})
     sentences = list(DocBin().from_disk(docs_path).get_docs(pipelines["bucketed"].vocab))
     documents, unit = join_documents(sentences, sentences_per_doc)
     rows = []
@@ -99,13 +106,14 @@ def main(
             "rounds": rounds,
             "batch_size": batch_size,
             "max_batch_pieces": own_size,
+            "heap_release": not no_heap_release,
         }
         if sizes:
             row["bucket_sizes"] = [
                 {
                     "max_batch_pieces": size,
-                    "words_per_second": round(words / best[f"bucketed_{size}"], 1),
-                    "docs_with_other_predictions": n_different(predicted["padded"], predicted[f"bucketed_{size}"]),
+                    "words_per_second": round(words / best[names[size]], 1),
+                    "docs_with_other_predictions": n_different(predicted["padded"], predicted[names[size]]),
                 }
                 for size in sizes
             ]

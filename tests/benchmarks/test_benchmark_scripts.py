@@ -228,3 +228,26 @@ def test_a_child_process_peak_is_its_own_not_its_parents():
     child_mb = float(proc.stdout.strip().splitlines()[-1])
     assert 0 < child_mb < ballast.nbytes / 2**20 - 200
     del ballast
+
+
+def test_buckets_speed_times_bucket_sizes_with_the_padded_predictions(tiny_bert_path, tmp_path):
+    """buckets_speed.py: the pipeline padded, as saved and at other bucket
+    sizes, timed side by side; every size predicts what the padded one does."""
+    nlp = transformer_pipeline(tiny_bert_path, segments=True, max_segment_length=16, max_batch_pieces=64)
+    examples = make_examples(nlp, NESTED_DATA)
+    train(nlp, examples, 3, descriptions=DESCRIPTIONS)
+    nlp.to_disk(tmp_path / "model")
+    docs = tmp_path / "docs.spacy"
+    DocBin(docs=[eg.reference for eg in examples] * N_COPIES).to_disk(docs)
+    output = tmp_path / "buckets.json"
+    run_script("buckets_speed.py", tmp_path / "model", docs, "--dataset", "toy", "--output", output,
+               "--sentences-per-doc", 3, "--rounds", 1, "--max-batch-pieces", "64,16", "--no-heap-release")
+    rows = srsly.read_json(output)
+    assert [row["view"] for row in rows] == ["sentences", "documents"]
+    for row in rows:
+        assert row["max_batch_pieces"] == 64 and row["heap_release"] is False
+        # the pipeline's own size is its 'bucketed' column, not loaded twice
+        own, small = row["bucket_sizes"]
+        assert own["max_batch_pieces"] == 64 and own["words_per_second"] == row["bucketed_words_per_second"]
+        assert small["max_batch_pieces"] == 16 and small["words_per_second"] > 0
+        assert row["docs_with_other_predictions"] == own["docs_with_other_predictions"] == small["docs_with_other_predictions"] == 0
