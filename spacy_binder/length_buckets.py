@@ -162,10 +162,10 @@ def build_length_bucketed_transformer(
     max_batch_pieces (int): most word pieces (spans x the longest span) the
         Hugging Face model reads in one call at inference; bounds the
         activations of a long document. Smaller buckets are cut closer to
-        their own spans: on 2 CPU cores 1024 gave 1.38x the words/s of 4096
-        (spacy-transformers' `max_batch_items`) on sentences and documents
-        alike, 512 no more (benchmarks/results/README.md). On a GPU, where
-        larger calls pay off, unmeasured.
+        their own spans: with MiniLM on 2 CPU cores 1024 gave 1.4x the
+        words/s of 4096 (spacy-transformers' `max_batch_items`) on sentences
+        and documents alike, 512 no more (benchmarks/results/README.md). On
+        a GPU, where larger calls pay off, unmeasured.
     """
     if max_batch_pieces < 1:
         raise ValueError(f"LengthBucketedTransformer max_batch_pieces must be >= 1, got {max_batch_pieces}.")
