@@ -3,7 +3,8 @@ found: a pipeline trained without TYPE, TYPE added with add_label, the docs
 of a gold split predicted once with untrained_threshold at its lowest, then
 TYPE's P/R/F (doc.spans) for each bar. With decision "span" a span is kept
 exactly when its own score is above the bar, so filtering one prediction by
-score gives each bar's output.
+score gives each bar's output (tested; a span whose float32 score rounds to
+the bar itself would count as below it).
 """
 from pathlib import Path
 from typing import Dict, List

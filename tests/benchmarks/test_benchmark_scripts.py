@@ -251,3 +251,47 @@ def test_buckets_speed_times_bucket_sizes_with_the_padded_predictions(tiny_bert_
         assert own["max_batch_pieces"] == 64 and own["words_per_second"] == row["bucketed_words_per_second"]
         assert small["max_batch_pieces"] == 16 and small["words_per_second"] > 0
         assert row["docs_with_other_predictions"] == own["docs_with_other_predictions"] == small["docs_with_other_predictions"] == 0
+
+
+def test_zero_shot_thresholds_equal_predicting_at_each_bar(trained, tmp_path):
+    """zero_shot_thresholds.py predicts once at the lowest bar and filters by
+    score; each bar's count must be what the pipeline predicts with
+    untrained_threshold set to that bar, and P/R/F follow from the counts."""
+    import spacy
+    from spacy.tokens import Span
+
+    model, _ = trained
+    label, description = "MISC", "Anything else with a name: an event, a product or a nationality."
+    descriptions = tmp_path / "descriptions.json"
+    srsly.write_json(descriptions, {label: description})
+    nlp = spacy.blank("en")
+    gold_docs = []
+    for text, spans in NESTED_DATA:
+        doc = nlp.make_doc(text)
+        # the LOC mentions stand in for the new type's gold
+        doc.spans["sc"] = [Span(doc, start, end, label=label) for start, end, name in spans if name == "LOC"]
+        gold_docs.append(doc)
+    gold_path = tmp_path / "gold.spacy"
+    DocBin(docs=gold_docs).to_disk(gold_path)
+    output = tmp_path / "bars.json"
+    run_script("zero_shot_thresholds.py", model, gold_path, "--type", label, "--descriptions", descriptions,
+               "--bars", "0.9,0.5,0.0", "--output", output)
+    rows = srsly.read_json(output)
+    assert [row["untrained_threshold"] for row in rows] == [0.9, 0.5, 0.0]
+    n_gold = sum(len(doc.spans["sc"]) for doc in gold_docs)
+    assert all(row["gold"] == n_gold for row in rows)
+    assert rows[-1]["predicted"] > 0  # every candidate of the new type is above 0
+    assert [row["predicted"] for row in rows] == sorted(row["predicted"] for row in rows)
+    pipeline = spacy.load(model)
+    binder = pipeline.get_pipe("binder_ner")
+    binder.add_label(label, description=description)
+    for row in rows:
+        binder.untrained_threshold = row["untrained_threshold"]
+        predicted = sum(
+            span.label_ == label for doc in pipeline.pipe(text for text, _ in NESTED_DATA) for span in doc.spans["sc"]
+        )
+        assert predicted == row["predicted"]
+        p, r = row["p"], row["r"]
+        # p and r are rounded to 0.005 each; f moves by at most twice that per unit of either
+        assert row["f"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0, abs=0.025)
+        assert r <= 100 * min(row["predicted"], n_gold) / n_gold + 0.01
