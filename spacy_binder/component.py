@@ -551,12 +551,12 @@ class BinderNER(TrainablePipe):
         head = get_head(self.model)
         default, head.boundary_scores = head.boundary_scores, self.cfg["decision"] == "joint"
         # freed once pooled, before the head runs: the two never take memory at once
-        frees = FREE_TRANSFORMER_OUTPUT.set(frees)
+        frees_token = FREE_TRANSFORMER_OUTPUT.set(frees)
         try:
             return self.model.predict(docs)
         finally:
             head.boundary_scores = default
-            FREE_TRANSFORMER_OUTPUT.reset(frees)
+            FREE_TRANSFORMER_OUTPUT.reset(frees_token)
 
     def _listens_to_transformer(self) -> bool:
         return any(isinstance(node, TransformerListener) for node in self.model.walk())

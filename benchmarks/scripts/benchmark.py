@@ -202,18 +202,27 @@ def words_per_second(nlp, docs, batch_size: int = 32, warmup: int = 16) -> float
     return n_words / (time.perf_counter() - start)
 
 
+def status_kb(field: str) -> Optional[int]:
+    """A memory field of /proc/self/status (e.g. "VmHWM"), in kB; None where
+    Linux's /proc does not give it."""
+    try:
+        with open("/proc/self/status", encoding="utf8") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MB: VmHWM where Linux's /proc
     has it. Not ru_maxrss there: Linux carries it over from the parent's
     memory that a forked child shared before its exec, so a child measured
     from a large parent reports at least the parent's size."""
-    try:
-        with open("/proc/self/status", encoding="utf8") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak_kb = status_kb("VmHWM")
+    if peak_kb is not None:
+        return peak_kb / 1024
     # ru_maxrss is in bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 

@@ -30,7 +30,7 @@ from spacy.tokens import Doc, DocBin
 from wasabi import msg
 
 import project_scripts  # noqa: F401  (project/scripts on the path)
-from benchmark import fresh_docs, peak_rss_mb
+from benchmark import fresh_docs, peak_rss_mb, status_kb
 from evaluate_documents import join_documents, score
 from spacy_binder.int8 import DEFAULT_SMOOTHING, SmoothedLinear, folder_mb, hf_shims, packing_engine_name, quantize_pipeline
 
@@ -38,11 +38,8 @@ MEASURE_MEMORY = "measure-memory"
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    kb = status_kb("VmRSS")
+    return float("nan") if kb is None else kb / 1024
 
 
 def measure_memory(pipeline: str, docs_path: str, sentences_per_doc: int, batch_size: int) -> None:

@@ -33,6 +33,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from wasabi import msg
 
+from benchmark import status_kb
 from buckets_speed import plain_transformer_config
 from devices import device_name, gpu_allocated_mb, gpu_peak_mb, reset_gpu_peak, synchronize
 
@@ -87,11 +88,10 @@ def build_doc(vocab: Vocab, sources: List[Doc], n_tokens: int) -> Doc:
 
 def read_status_kb(field: str) -> int:
     """A memory field of /proc/self/status (e.g. "VmHWM"), in kB."""
-    with open("/proc/self/status", encoding="utf8") as file_:
-        for line in file_:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"No {field} in /proc/self/status")
+    value = status_kb(field)
+    if value is None:
+        raise RuntimeError(f"No {field} in /proc/self/status")
+    return value
 
 
 def reset_peak_rss() -> bool:
