@@ -1,5 +1,5 @@
 """spacy-binder: BINDER bi-encoder named entity recognition for spaCy."""
-from . import component, corpora, int8, length_buckets, listener, model, new_types, scorer, span_getters, type_encoders  # noqa: F401  (registrations)
+from . import augmenters, component, corpora, int8, length_buckets, listener, model, new_types, scorer, span_getters, type_encoders  # noqa: F401  (registrations)
 from .component import BinderNER
 from .torch_binder import LossWeights
 

@@ -23,6 +23,7 @@ REGISTERED = {
         "spacy-binder.add_types.v1": "spacy_binder.new_types:make_add_types_callback",
         "spacy-binder.int8_transformers.v1": "spacy_binder.int8:make_int8_callback",
     },
+    "spacy_augmenters": {"spacy-binder.with_sentences.v1": "spacy_binder.augmenters:create_sentence_augmenter"},
     "spacy_readers": {
         "spacy-binder.BratCorpus.v1": "spacy_binder.corpora.readers:create_brat_reader",
         "spacy-binder.IOBCorpus.v1": "spacy_binder.corpora.readers:create_iob_reader",
@@ -54,6 +55,7 @@ for name in {readers}:
     assert callable(registry.readers.get(name)), name
 for name in {callbacks}:
     assert callable(registry.callbacks.get(name)), name
+assert callable(registry.augmenters.get("spacy-binder.with_sentences.v1")(level=0.5))
 weights = registry.misc.get("spacy-binder.BinderLoss.v2")()
 assert (weights.gold, weights.threshold, weights.span) == (0.5, 0.5, 0.6)
 from spacy_transformers.util import registry as trf_registry
