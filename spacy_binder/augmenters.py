@@ -82,7 +82,10 @@ class SentenceAugmenter:
         # Keep the example's own tokenization (re-tokenized or gold) where it
         # splits at the sentence's edges; else tokenize as the corpus reader does.
         predicted_span = example.predicted.char_span(sentence.start_char, sentence.end_char)
-        predicted = predicted_span.as_doc() if predicted_span is not None else nlp.make_doc(sentence_reference.text)
+        if predicted_span is not None and predicted_span.text == sentence.text:
+            predicted = predicted_span.as_doc()
+        else:
+            predicted = nlp.make_doc(sentence_reference.text)
         return Example(predicted, sentence_reference)
 
 

@@ -98,3 +98,14 @@ def test_corpus_reader_gives_docs_and_sentences(tmp_path):
         "He met Acme Corp there .",
         "Only one .",
     ]
+
+
+def test_a_predicted_doc_with_other_whitespace_is_tokenized_again():
+    nlp = spacy.blank("en")
+    reference = reference_doc(nlp)
+    # spaCy aligns docs whose texts differ in whitespace only; char offsets then differ
+    example = Example(nlp.make_doc("Smith   visited New York . He met Acme Corp there . "), reference)
+    first, second = list(make_augmenter()(nlp, example))[1:]
+    for sentence_example in (first, second):
+        assert sentence_example.predicted.text == sentence_example.reference.text
+    assert [span.text for span in second.get_aligned_spans_y2x(second.reference.ents)] == ["Acme Corp"]
