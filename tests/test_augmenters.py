@@ -1,6 +1,9 @@
 """spacy-binder.with_sentences.v1: whole training docs plus their sentences alone."""
+from pathlib import Path
+
 import pytest
 import spacy
+from spacy import Config
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Corpus, Example
 from spacy.util import registry
@@ -109,3 +112,16 @@ def test_a_predicted_doc_with_other_whitespace_is_tokenized_again():
     for sentence_example in (first, second):
         assert sentence_example.predicted.text == sentence_example.reference.text
     assert [span.text for span in second.get_aligned_spans_y2x(second.reference.ents)] == ["Acme Corp"]
+
+
+def test_the_conll03_config_trains_on_articles_and_their_lines(tmp_path):
+    """configs/binder_conll03.cfg's training reader gives each article and
+    then its lines; its dev reader gives the articles only."""
+    nlp = spacy.blank("en")
+    DocBin(docs=[reference_doc(nlp)]).to_disk(tmp_path / "articles.spacy")
+    path = Path(__file__).parent.parent / "configs" / "binder_conll03.cfg"
+    paths = {"paths.train": str(tmp_path / "articles.spacy"), "paths.dev": str(tmp_path / "articles.spacy")}
+    config = Config().from_disk(path, overrides=paths)
+    corpora = registry.resolve(config["corpora"])
+    assert len(list(corpora["train"](nlp))) == 3
+    assert len(list(corpora["dev"](nlp))) == 1
