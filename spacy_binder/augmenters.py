@@ -2,7 +2,6 @@
 reader's `augmenter` setting."""
 import random
 import warnings
-from functools import partial
 from typing import Callable, Iterator, Optional
 
 from spacy.language import Language
