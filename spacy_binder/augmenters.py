@@ -9,6 +9,8 @@ from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry
 
+from .spans import sentence_gold_doc
+
 NO_SENTENCES_WARNING = (
     "spacy-binder.with_sentences.v1: a training doc has no sentence boundaries in its "
     "reference, so it is given whole only. Set sentence starts when converting the "
@@ -16,8 +18,8 @@ NO_SENTENCES_WARNING = (
 )
 CROSSING_WARNING = (
     "spacy-binder.with_sentences.v1: a gold entity or span crosses a sentence boundary, "
-    "so that sentence is not given alone (the whole doc still is). See "
-    "`sentences_skipped` on the augmenter for the count."
+    "so the sentences it overlaps are not given alone (the whole doc still is). "
+    "`python -m spacy_binder debug-data CONFIG` counts such mentions per label."
 )
 
 
@@ -64,20 +66,9 @@ class SentenceAugmenter:
 
     @staticmethod
     def _sentence_example(nlp: Language, example: Example, sentence: Span) -> Optional[Example]:
-        reference = example.reference
-        start, end = sentence.start, sentence.end
-        if any(ent.start < start < ent.end or ent.start < end < ent.end for ent in reference.ents):
+        sentence_reference, cut = sentence_gold_doc(sentence)
+        if cut:
             return None
-        sentence_reference = sentence.as_doc()
-        for key, group in reference.spans.items():
-            kept = []
-            for span in group:
-                if span.end <= start or span.start >= end:
-                    continue
-                if span.start < start or span.end > end:
-                    return None
-                kept.append(Span(sentence_reference, span.start - start, span.end - start, span.label, span_id=span.id))
-            sentence_reference.spans[key] = kept
         # Keep the example's own tokenization (re-tokenized or gold) where it
         # splits at the sentence's edges; else tokenize as the corpus reader does.
         predicted_span = example.predicted.char_span(sentence.start_char, sentence.end_char)

@@ -160,6 +160,39 @@ def get_gold_spans(doc: Doc, spans_key: str) -> Iterable[Span]:
     return doc.ents
 
 
+def sentence_gold_doc(sentence: Span) -> Tuple[Doc, int]:
+    """One sentence of a gold doc as a doc of its own, with the gold entities
+    and the spans of every span group that lie inside it (moved to the new
+    offsets; labels, kb and span ids kept). Tokens keep their entity
+    annotation state, so missing annotation stays missing.
+
+    RETURNS (Tuple[Doc, int]): the sentence doc, and the number of gold
+        mentions (entities and group spans) that overlap the sentence
+        without lying inside it. They are left out; the part of a cut
+        entity inside the sentence is marked missing, neither entity nor O.
+    """
+    doc = sentence.doc
+    start, end = sentence.start, sentence.end
+
+    def overlaps(span: Span) -> bool:
+        return span.start < end and span.end > start
+
+    def is_inside(span: Span) -> bool:
+        return span.start >= start and span.end <= end
+
+    # Span.as_doc keeps the entities inside and marks a cut one's part missing.
+    sentence_doc = sentence.as_doc()
+    cut = sum(1 for ent in doc.ents if overlaps(ent) and not is_inside(ent))
+    for key, group in doc.spans.items():
+        cut += sum(1 for span in group if overlaps(span) and not is_inside(span))
+        sentence_doc.spans[key] = [
+            Span(sentence_doc, span.start - start, span.end - start, span.label, kb_id=span.kb_id, span_id=span.id)
+            for span in group
+            if is_inside(span)
+        ]
+    return sentence_doc, cut
+
+
 @dataclass
 class GoldAlignment:
     """Gold mentions of a batch as (candidate, type) pairs, and what had to

@@ -17,6 +17,7 @@ from spacy_binder.spans import (
     enumerate_candidates,
     greedy_flat,
     segment_bounds,
+    sentence_gold_doc,
 )
 from spacy_binder.torch_binder import BinderScores
 
@@ -382,3 +383,24 @@ def test_span_decision_compares_float32_margins_exactly(threshold):
             expected.add((doc, int(batch.span_starts[row]) - offset, int(batch.span_ends[row]) - offset + 1, label))
     assert found == expected
     assert 0 < len(found) < n * n_types or threshold in (0.0, 1.0)
+
+
+def test_sentence_gold_doc_moves_mentions_inside_and_counts_cut_ones():
+    vocab = Vocab()
+    doc = Doc(vocab, words="A B C . D E F . G H".split(), sent_starts=[1, 0, 0, 0, 1, 0, 0, 0, 1, 0])
+    # Y (C . D E) runs from the first sentence into the second.
+    doc.set_ents([Span(doc, 0, 2, "X"), Span(doc, 2, 6, "Y"), Span(doc, 8, 10, "Z")], default="outside")
+    doc.spans["sc"] = [Span(doc, 0, 3, "N", span_id="n1"), Span(doc, 3, 5, "M"), Span(doc, 5, 6, "K")]
+    docs, cut = zip(*(sentence_gold_doc(sent) for sent in doc.sents))
+    assert [[t.text for t in d] for d in docs] == [["A", "B", "C", "."], ["D", "E", "F", "."], ["G", "H"]]
+    assert [[(e.start, e.end, e.label_) for e in d.ents] for d in docs] == [[(0, 2, "X")], [], [(0, 2, "Z")]]
+    # The parts of the cut entity Y are neither entity nor O: their gold is unknown.
+    assert [t.ent_iob_ for t in docs[0]] == ["B", "I", "", ""]
+    assert [t.ent_iob_ for t in docs[1]] == ["", "", "O", "O"]
+    assert [[(s.start, s.end, s.label_, s.id_) for s in d.spans["sc"]] for d in docs] == [
+        [(0, 3, "N", "n1")],
+        [(1, 2, "K", "")],
+        [],
+    ]
+    # Y is cut by both of its sentences, M (". D") too.
+    assert cut == (2, 2, 0)

@@ -20,11 +20,11 @@ import spacy
 import srsly
 import typer
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from wasabi import msg
 
-from spacy_binder.spans import get_gold_spans
+from spacy_binder.spans import get_gold_spans, sentence_gold_doc
 
 
 def _has_sentences(doc: Doc) -> bool:
@@ -43,18 +43,7 @@ def split_sentences(docs: List[Doc], spans_key: str) -> Tuple[List[Doc], int]:
             out.append(doc)
             continue
         nested = list(get_gold_spans(doc, spans_key))
-        for sent in doc.sents:
-            sent_doc = sent.as_doc()
-
-            def inside(spans):
-                return [
-                    Span(sent_doc, s.start - sent.start, s.end - sent.start, label=s.label_)
-                    for s in spans if s.start >= sent.start and s.end <= sent.end
-                ]
-
-            sent_doc.spans[spans_key] = inside(nested)
-            sent_doc.ents = inside(doc.ents)
-            out.append(sent_doc)
+        out.extend(sentence_gold_doc(sent)[0] for sent in doc.sents)
         crossing += sum(1 for s in nested if s.sent.start != doc[s.end - 1].sent.start)
     return out, crossing
 
