@@ -8,9 +8,10 @@ label), `spurious` (no gold entity overlaps it); `other` for the rest.
 False negatives: `boundary`, `label` likewise, `missed` (no prediction
 overlaps it), `other`. Matching is by character offsets, so gold and
 predicted tokenizations may differ (spaCy's scorer matches by aligned
-tokens instead, so its F can differ by a little where they do). Every pipeline reads the plain text,
-as users' `nlp(text)` does; with `--view sentences`, each sentence of a
-gold doc that has sentence starts is read alone.
+tokens instead, so its F can differ by a little where they do). Every
+pipeline reads the plain text, as users' `nlp(text)` does; with `--view
+sentences`, each sentence of a gold doc that has sentence starts is read
+alone (the sentence docs of project/scripts/evaluate_documents.py).
 """
 from collections import Counter
 from pathlib import Path
@@ -19,10 +20,12 @@ from typing import Any, Dict, Iterable, List, Set, Tuple
 import spacy
 import srsly
 import typer
+from spacy.scorer import PRFScore
 from spacy.tokens import Doc, DocBin
 from wasabi import msg
 
-from spacy_binder.spans import sentence_gold_doc
+import project_scripts  # noqa: F401  (the user project's scripts, importable)
+from evaluate_documents import split_sentences
 
 Mention = Tuple[int, int, str]
 FP_KINDS = ("boundary", "label", "spurious", "other")
@@ -61,15 +64,8 @@ def error_kinds(gold: Set[Mention], predicted: Set[Mention]) -> Counter:
 
 def gold_docs(path: Path, view: str, vocab) -> List[Doc]:
     docs = list(DocBin().from_disk(path).get_docs(vocab))
-    if view == "documents":
-        return docs
-    out = []
-    for doc in docs:
-        if doc.has_annotation("SENT_START"):
-            out.extend(sentence_gold_doc(sentence)[0] for sentence in doc.sents)
-        else:
-            out.append(doc)
-    return out
+    # the spans key feeds only the crossing count, which is not used here
+    return docs if view == "documents" else split_sentences(docs, spans_key="sc")[0]
 
 
 def count_errors(nlp, docs: List[Doc], batch_size: int = 32) -> Counter:
@@ -80,13 +76,13 @@ def count_errors(nlp, docs: List[Doc], batch_size: int = 32) -> Counter:
 
 
 def summary(system: str, counts: Counter) -> Dict[str, Any]:
-    tp = counts["tp"]
-    fp = sum(counts["fp_" + kind] for kind in FP_KINDS)
-    fn = sum(counts["fn_" + kind] for kind in FN_KINDS)
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    row = {"system": system, "tp": tp, "fp": fp, "fn": fn, "p": round(100 * p, 2), "r": round(100 * r, 2), "f": round(100 * f, 2)}
+    prf = PRFScore(
+        tp=counts["tp"],
+        fp=sum(counts["fp_" + kind] for kind in FP_KINDS),
+        fn=sum(counts["fn_" + kind] for kind in FN_KINDS),
+    )
+    row = {"system": system, "tp": prf.tp, "fp": prf.fp, "fn": prf.fn}
+    row.update(p=round(100 * prf.precision, 2), r=round(100 * prf.recall, 2), f=round(100 * prf.fscore, 2))
     row.update({f"fp_{kind}": counts[f"fp_{kind}"] for kind in FP_KINDS})
     row.update({f"fn_{kind}": counts[f"fn_{kind}"] for kind in FN_KINDS})
     return row
@@ -114,11 +110,11 @@ def main(
         if not sep or not name or not path:
             msg.fail(f"Give each pipeline as NAME=PATH, got {item!r}", exits=1)
         named.append((name, path))
+    # one gold corpus for all: mentions are compared as (start char, end char, label text)
+    docs = gold_docs(corpus, view, spacy.blank("xx").vocab)
     rows = []
     for name, path in named:
-        nlp = spacy.load(path)
-        docs = gold_docs(corpus, view, nlp.vocab)
-        rows.append({**summary(name, count_errors(nlp, docs)), "view": view, "docs": len(docs)})
+        rows.append({**summary(name, count_errors(spacy.load(path), docs)), "view": view, "docs": len(docs)})
     print(markdown(rows))
     if output is not None:
         srsly.write_json(output, rows)
