@@ -268,7 +268,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, pipeline_dir, cod
     # longer than the run takes to stop (at 0.1 s it once finished all 80
     # between Ctrl-C and the shutdown of its runtime)
     env = offline_env(SLEEPY_SECONDS="0.5")
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a child inherits an ignored SIGINT (Python then installs no Ctrl-C
+    # handler): give it the default, so Ctrl-C reaches it whatever ran before
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # generous: Ray starts its niced workers slowly when the cores are busy
     deadline = time.time() + 600
     while time.time() < deadline and len(list(output.glob("part-*.jsonl"))) < 2 and first.poll() is None:
