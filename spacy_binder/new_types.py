@@ -10,21 +10,26 @@ says which labels its gold is complete for through `doc.user_data`:
   training data, mixed in so that the old types are rehearsed).
 
 binder_ner leaves the (segment, type) threshold rows of the labels a doc is
-not annotated for out of its loss; gold mentions always count.
+not annotated for out of its loss; gold mentions always count. Instead of
+leaving the old types out there, `label_old_types` can give the new data
+the trained pipeline's own predictions of its types (pseudo-labels), so the
+old types keep being trained on the new text too.
 `spacy-binder.NewTypesCorpus.v1` sets the marks, `spacy-binder.add_types.v1`
 adds the new types to the sourced component before training
 (`configs/binder_add_types.cfg`).
 """
 import random
 import weakref
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy
 from spacy.language import Language
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Corpus, Example
-from spacy.util import registry
+from spacy.util import load_model, registry
+from wasabi import msg
 
 from .descriptions import read_descriptions
 
@@ -82,6 +87,72 @@ def _new_type_labels(new_types: Union[str, Path, Dict[str, str]]) -> List[str]:
     return labels
 
 
+def binder_component(nlp: Language):
+    """The pipeline's one binder_ner component."""
+    from .component import BinderNER
+
+    found = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, BinderNER)]
+    if len(found) != 1:
+        raise ValueError(
+            f"Expected one binder_ner component in the pipeline {nlp.pipe_names}, found {len(found)}."
+        )
+    return found[0]
+
+
+def label_old_types(pipeline: Language, references: Sequence[Doc], new_labels: Sequence[str]) -> Counter:
+    """Add `pipeline`'s predictions of its own types to reference docs
+    annotated for `new_labels` only, in place, and mark the docs annotated
+    for both. The pipeline reads each doc's own tokens (and sentence starts,
+    where set), so every prediction lands on the reference's tokens. Nested
+    references (with `doc.spans[spans_key]`) get the ranked output; flat
+    ones `doc.ents`. A gold mention wins: a prediction on the same tokens
+    (nested) or overlapping it (flat) is left out and counted.
+
+    RETURNS (Counter): spans added per label, and "left out".
+    """
+    from .spans import get_gold_spans  # spans imports this module
+
+    pipe = binder_component(pipeline)
+    clash = sorted(set(new_labels) & set(pipe.labels))
+    if clash:
+        raise ValueError(
+            f"The pipeline that labels the old types already has the new types {clash}: "
+            "give the trained pipeline from before they were added."
+        )
+    old_labels = set(pipe.labels)
+    key = pipe.spans_key
+    inputs = (
+        Doc(
+            pipeline.vocab,
+            words=[token.text for token in ref],
+            spaces=[bool(token.whitespace_) for token in ref],
+            sent_starts=[token.is_sent_start for token in ref] if ref.has_annotation("SENT_START") else None,
+        )
+        for ref in references
+    )
+    counts: Counter = Counter()
+    for ref, doc in zip(references, pipeline.pipe(inputs)):
+        gold = list(get_gold_spans(ref, key))
+        if key in ref.spans:
+            taken = {(span.start, span.end) for span in gold}
+            added = [span for span in doc.spans[key] if span.label_ in old_labels]
+            kept = [Span(ref, s.start, s.end, label=s.label_) for s in added if (s.start, s.end) not in taken]
+            ref.spans[key] = SpanGroup(ref, name=key, spans=gold + kept)
+        else:
+            occupied = {i for span in gold for i in range(span.start, span.end)}
+            added = [ent for ent in doc.ents if ent.label_ in old_labels]
+            kept = [
+                Span(ref, e.start, e.end, label=e.label_) for e in added
+                if not occupied.intersection(range(e.start, e.end))
+            ]  # fmt: skip
+            ref.set_ents(kept, default="unmodified")
+        counts.update(span.label_ for span in kept)
+        counts["left out"] += len(added) - len(kept)
+        ref.user_data.pop(MISSING_LABELS, None)
+        ref.user_data[ANNOTATED_LABELS] = sorted(old_labels | set(new_labels))
+    return counts
+
+
 @registry.readers("spacy-binder.NewTypesCorpus.v1")
 def create_new_types_corpus(
     path: Optional[Path],
@@ -91,6 +162,7 @@ def create_new_types_corpus(
     seed: int = 0,
     gold_preproc: bool = False,
     max_length: int = 0,
+    old_types_from: Optional[Path] = None,
 ) -> Callable[[Language], Iterator[Example]]:
     """Training data for adding types, read as spacy.Corpus.v1 reads it:
     `path` (.spacy) annotated for the new types only, then, when given,
@@ -103,6 +175,10 @@ def create_new_types_corpus(
     rehearsal_limit (int): at most this many rehearsal docs, one sample
         drawn with `seed` (0: all of them); spacy train reads the corpus
         once and shuffles new and rehearsal docs together each epoch.
+    old_types_from (Path): a trained pipeline (the one the new types are
+        added to) whose predictions of its own types label the new
+        examples (`label_old_types`); None: the new examples train the new
+        types only.
     """
     if path is None or new_types is None:
         raise ValueError(
@@ -116,13 +192,20 @@ def create_new_types_corpus(
     old_corpus = Corpus(rehearsal_path, gold_preproc=gold_preproc, max_length=max_length) if rehearsal_path else None
 
     def read(nlp: Language) -> Iterator[Example]:
-        n_new = 0
-        for eg in new_corpus(nlp):
-            eg.reference.user_data[ANNOTATED_LABELS] = list(labels)
-            n_new += 1
-            yield eg
-        if not n_new:
+        new = list(new_corpus(nlp))
+        if not new:
             raise ValueError(f"The new types' corpus {path} has no examples.")
+        for eg in new:
+            eg.reference.user_data[ANNOTATED_LABELS] = list(labels)
+        if old_types_from is not None:
+            counts = label_old_types(load_model(old_types_from), [eg.reference for eg in new], labels)
+            left_out = counts.pop("left out")
+            msg.info(
+                f"Old types labelled by {old_types_from} in {len(new)} new examples: "
+                + (", ".join(f"{label} {n}" for label, n in sorted(counts.items())) or "none")
+                + f"; {left_out} on a new type's gold mention left out"
+            )
+        yield from new
         if old_corpus is None:
             return
         old = list(old_corpus(nlp))

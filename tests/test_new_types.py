@@ -10,12 +10,13 @@ import pytest
 import spacy
 import srsly
 import torch
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from spacy.util import fix_random_seed
 
 from spacy_binder.new_types import (
-    ANNOTATED_LABELS, MISSING_LABELS, annotated_label_set, create_new_types_corpus, make_add_types_callback,
+    ANNOTATED_LABELS, MISSING_LABELS, annotated_label_set, create_new_types_corpus, label_old_types,
+    make_add_types_callback,
 )  # fmt: skip
 from spacy_binder.spans import align_gold, enumerate_candidates
 from spacy_binder.torch_binder import BinderScores, LossWeights, binder_loss
@@ -191,6 +192,57 @@ def trained(tiny_bert_path, tmp_path_factory):
     return folder
 
 
+def old_type_predictions(pipeline_path: Path, words: list) -> set:
+    """What the trained pipeline predicts on these tokens, nested output."""
+    nlp = spacy.load(pipeline_path)
+    doc = nlp(Doc(nlp.vocab, words=words))
+    return {(s.start, s.end, s.label_) for s in doc.spans["sc"]}
+
+
+def test_new_examples_get_the_old_types_the_pipeline_predicts(trained):
+    """old_types_from: each DATE-only example gets the trained pipeline's
+    own LOC/ORG/PER spans on its tokens next to its DATE gold, and is then
+    annotated for all four labels. A prediction on the tokens of a DATE
+    mention is left out: the gold wins."""
+    nlp = spacy.blank("en")
+    texts = [NESTED_DATA[2][0], NESTED_DATA[0][0], NESTED_DATA[1][0]]
+    expected = [old_type_predictions(trained / "trained", text.split()) for text in texts]
+    assert len(expected[0]) >= 2, "the trained pipeline should predict old types on its own training text"
+    # a DATE gold mention (made up) on the tokens of one prediction
+    clash = sorted(expected[0])[0]
+    data = [(texts[0], [(clash[0], clash[1], "DATE")])] + [(text, []) for text in texts[1:]]
+    new = write_docbin(nlp, data, trained / "new_clash.spacy")
+    read = create_new_types_corpus(new, trained / "new_types.json", old_types_from=trained / "trained")
+    examples = list(read(nlp))
+    assert len(examples) == 3
+    for eg, predicted, (_, gold) in zip(examples, expected, data):
+        got = {(s.start, s.end, s.label_) for s in eg.reference.spans["sc"]}
+        assert got == {g for g in predicted if (g[0], g[1]) not in {(s, e) for s, e, _ in gold}} | set(gold)
+        assert annotated_label_set(eg.reference, LABELS + ["DATE"]) == set(LABELS + ["DATE"])
+    assert clash not in {(s.start, s.end, s.label_) for s in examples[0].reference.spans["sc"]}
+    assert len(examples[0].reference.spans["sc"]) == len(expected[0])  # the DATE instead of the clash
+
+
+def test_flat_new_examples_get_old_ents_that_do_not_overlap_gold(trained):
+    """A flat reference (gold in doc.ents) gets the pipeline's doc.ents of the
+    old types; one overlapping a DATE mention is left out and counted, and
+    the DATE mention stays."""
+    pipeline = spacy.load(trained / "trained")
+    words = NESTED_DATA[2][0].split()
+    predicted = pipeline(Doc(pipeline.vocab, words=words))
+    assert len(predicted.ents) >= 2, "the trained pipeline should predict on its own training text"
+    first = predicted.ents[0]
+    reference = Doc(pipeline.vocab, words=words)
+    reference.ents = [Span(reference, first.start, first.start + 1, label="DATE")]
+    counts = label_old_types(pipeline, [reference], ["DATE"])
+    others = [(e.start, e.end, e.label_) for e in predicted.ents[1:]]
+    assert [(e.start, e.end, e.label_) for e in reference.ents] == [(first.start, first.start + 1, "DATE")] + others
+    assert counts["left out"] == 1 and sum(v for k, v in counts.items() if k != "left out") == len(others)
+    assert reference.user_data[ANNOTATED_LABELS] == sorted(LABELS + ["DATE"])
+    with pytest.raises(ValueError, match="already has the new types"):
+        label_old_types(pipeline, [Doc(pipeline.vocab, words=["a"])], ["PER"])
+
+
 def test_add_types_callback_adds_the_new_types_only(trained):
     nlp = spacy.load(trained / "trained")
     add_types = make_add_types_callback(trained / "new_types.json")
@@ -219,23 +271,27 @@ def test_add_types_links_the_descriptions_to_the_new_pipelines_transformer(train
 
 
 @pytest.mark.slow
-def test_spacy_train_adds_a_type_and_the_result_reloads(trained, tmp_path, tiny_bert_path):
+@pytest.mark.parametrize("label_old_types", [False, True])
+def test_spacy_train_adds_a_type_and_the_result_reloads(trained, tmp_path, tiny_bert_path, label_old_types):
     """configs/binder_add_types.cfg as documented: both components sourced,
     DATE added by its description, trained on DATE-only docs with the old
-    data rehearsed; the saved pipeline has the old and the new labels, DATE
-    trained, and predicts after a reload in a fresh process."""
+    data rehearsed (and the old types labelled in them by the pipeline, or
+    not); the saved pipeline has the old and the new labels, DATE trained,
+    and predicts after a reload in a fresh process."""
     output = tmp_path / "added"
+    old_types_from = str(trained / "trained") if label_old_types else "null"
     result = subprocess.run(
         [
             sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(output),
             "--paths.pipeline", str(trained / "trained"), "--paths.new_types", str(trained / "new_types.json"),
             "--paths.train", str(trained / "new.spacy"), "--paths.dev", str(trained / "dev.spacy"),
-            "--paths.rehearsal", str(trained / "old.spacy"),
+            "--paths.rehearsal", str(trained / "old.spacy"), "--corpora.train.old_types_from", old_types_from,
             "--training.max_steps", "6", "--training.eval_frequency", "3", "--training.batcher.size", "200",
         ],
         capture_output=True, text=True, env=offline_env(), timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("Old types labelled by" in result.stdout) == label_old_types, result.stdout[-3000:]
     script = (
         "import json, sys, spacy\n"
         "nlp = spacy.load(sys.argv[1])\n"

@@ -12,6 +12,11 @@ only, in three variants:
   text counts as "no entity" for every type (what a config without
   spacy-binder.NewTypesCorpus.v1 does).
 
+With `--label-old-types`, the rehearsal and new-only variants also give X's
+docs the pipeline's own predictions of the old types
+(`corpora.train.old_types_from`): pseudo-labels, so the old types train on
+X's text too.
+
 Each row: the test P/R/F of X and of every old type, and of the old types
 together, on binder_ner's ranked output (doc.spans on a nested corpus),
 with the pipeline before the fine-tune (X by its description only) as the
@@ -95,6 +100,7 @@ def run(
     learn_rate: float = typer.Option(5e-5, "--learn-rate", help="Initial learning rate (linear decay to 0)"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
     seed: int = typer.Option(0, "--seed"),
+    old_types: bool = typer.Option(False, "--label-old-types", help="Label the old types in X's docs with the pipeline (not with plain)"),
     nested: bool = typer.Option(False, "--nested", help="Score doc.spans (and pick model-best by it)"),
     gold_preproc: bool = typer.Option(False, "--gold-preproc", help="Train on the corpus's own tokens (as the corpus's config does)"),
     spans_key: str = typer.Option("sc", "--spans-key"),
@@ -151,15 +157,20 @@ def run(
             "--training.optimizer.learn_rate.initial_rate", str(learn_rate),
             "--corpora.train.gold_preproc", "true" if gold_preproc else "false", *weights,
         ]  # fmt: skip
-        if variant != "plain":  # spacy.Corpus.v1 has no rehearsal_limit
+        if variant != "plain":  # spacy.Corpus.v1 has neither
             cmd += ["--corpora.train.rehearsal_limit", str(rehearsal_limit)]
+            if old_types:
+                cmd += ["--corpora.train.old_types_from", str(pipeline)]
         msg.divider(f"{dataset}: add {label}, {variant}")
         start = time.perf_counter()
         if subprocess.run(cmd).returncode != 0:
             msg.fail(f"spacy train failed for {variant}", exits=1)
         seconds = round(time.perf_counter() - start, 1)
         scores = scores_of(out / "model-best", corpus_dir / "test.spacy", label, nested, spans_key)
-        rows.append({**common, "variant": variant, "rehearsal_limit": rehearsal_limit if variant == "rehearsal" else 0, "train_seconds": seconds, **scores})
+        rows.append({
+            **common, "variant": variant, "rehearsal_limit": rehearsal_limit if variant == "rehearsal" else 0,
+            "old_types_labelled": old_types and variant != "plain", "train_seconds": seconds, **scores,
+        })  # fmt: skip
         msg.good(f"{variant}: {label} F {scores['f']:.2f}; old types F {before['others']['f']:.2f} -> {scores['others']['f']:.2f}")
         srsly.write_json(output, rows)
     srsly.write_json(output, rows)
@@ -177,7 +188,8 @@ def add_type_markdown(rows: List[Dict[str, Any]]) -> str:
     for row in rows:
         cells = [f"{row['per_type_f'].get(t, 0.0):.2f}" for t in types]
         prf = " / ".join(f"{row[k]:.2f}" for k in ("p", "r", "f"))
-        lines.append(f"| {row['variant']} | {prf} | {row['others']['f']:.2f} | " + " | ".join(cells) + " |")
+        name = row["variant"] + (", old types labelled" if row.get("old_types_labelled") else "")
+        lines.append(f"| {name} | {prf} | {row['others']['f']:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

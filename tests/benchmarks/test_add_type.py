@@ -32,8 +32,10 @@ def test_markdown_has_a_line_per_variant_and_a_column_per_type():
     rows = [
         {**row, "variant": "zero-shot", "per_type_f": {"ORG": 33.33, "PER": 80.0}},
         {**row, "variant": "rehearsal", "per_type_f": {"ORG": 60.0, "PER": 79.5, "LOC": 1.0}},
+        {**row, "variant": "rehearsal", "old_types_labelled": True, "per_type_f": {"ORG": 1.0}},
     ]
     lines = add_type.add_type_markdown(rows).splitlines()
     assert lines[0] == "| Variant | ORG P / R / F | old types F | LOC F | ORG F | PER F |"
     assert lines[2] == "| zero-shot | 50.00 / 25.00 / 33.33 | 80.00 | 0.00 | 33.33 | 80.00 |"
     assert lines[3].startswith("| rehearsal |") and lines[3].endswith("| 1.00 | 60.00 | 79.50 |")
+    assert lines[4].startswith("| rehearsal, old types labelled |")
