@@ -279,13 +279,14 @@ def test_spacy_train_adds_a_type_and_the_result_reloads(trained, tmp_path, tiny_
     not); the saved pipeline has the old and the new labels, DATE trained,
     and predicts after a reload in a fresh process."""
     output = tmp_path / "added"
-    old_types_from = str(trained / "trained") if label_old_types else "null"
+    # the default labels them with paths.pipeline
+    labelling = [] if label_old_types else ["--corpora.train.old_types_from", "null"]
     result = subprocess.run(
         [
             sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(output),
             "--paths.pipeline", str(trained / "trained"), "--paths.new_types", str(trained / "new_types.json"),
             "--paths.train", str(trained / "new.spacy"), "--paths.dev", str(trained / "dev.spacy"),
-            "--paths.rehearsal", str(trained / "old.spacy"), "--corpora.train.old_types_from", old_types_from,
+            "--paths.rehearsal", str(trained / "old.spacy"), *labelling,
             "--training.max_steps", "6", "--training.eval_frequency", "3", "--training.batcher.size", "200",
         ],
         capture_output=True, text=True, env=offline_env(), timeout=900,

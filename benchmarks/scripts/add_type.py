@@ -96,7 +96,7 @@ def run(
     new_sentences: int = typer.Option(500, "--new-sentences", help="Fine-tune on the first N train sentences, annotated for the type only"),
     rehearsal_limit: int = typer.Option(1000, "--rehearsal-limit", help="Rehearsal docs mixed in (rehearsal variant)"),
     variants: str = typer.Option(",".join(VARIANTS), "--variants", help=f"Comma-separated, of {', '.join(VARIANTS)}"),
-    steps: int = typer.Option(300, "--steps", help="Fine-tune steps"),
+    steps: int = typer.Option(600, "--steps", help="Fine-tune steps"),
     learn_rate: float = typer.Option(5e-5, "--learn-rate", help="Initial learning rate (linear decay to 0)"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
     seed: int = typer.Option(0, "--seed"),
@@ -159,8 +159,7 @@ def run(
         ]  # fmt: skip
         if variant != "plain":  # spacy.Corpus.v1 has neither
             cmd += ["--corpora.train.rehearsal_limit", str(rehearsal_limit)]
-            if old_types:
-                cmd += ["--corpora.train.old_types_from", str(pipeline)]
+            cmd += ["--corpora.train.old_types_from", str(pipeline) if old_types else "null"]
         msg.divider(f"{dataset}: add {label}, {variant}")
         start = time.perf_counter()
         if subprocess.run(cmd).returncode != 0:
