@@ -105,8 +105,9 @@ def label_old_types(pipeline: Language, references: Sequence[Doc], new_labels: S
     for both. The pipeline reads each doc's own tokens (and sentence starts,
     where set), so every prediction lands on the reference's tokens. Nested
     references (with `doc.spans[spans_key]`) get the ranked output; flat
-    ones `doc.ents`. A gold mention wins: a prediction on the same tokens
-    (nested) or overlapping it (flat) is left out and counted.
+    ones `doc.ents` (also nested ones when the pipeline sets no spans). A
+    gold mention wins: a prediction on the same tokens (nested) or
+    overlapping it (flat) is left out and counted.
 
     RETURNS (Counter): spans added per label, and "left out".
     """
@@ -135,7 +136,8 @@ def label_old_types(pipeline: Language, references: Sequence[Doc], new_labels: S
         gold = list(get_gold_spans(ref, key))
         if key in ref.spans:
             taken = {(span.start, span.end) for span in gold}
-            added = [span for span in doc.spans[key] if span.label_ in old_labels]
+            predicted = doc.spans[key] if key in doc.spans else doc.ents
+            added = [span for span in predicted if span.label_ in old_labels]
             kept = [Span(ref, s.start, s.end, label=s.label_) for s in added if (s.start, s.end) not in taken]
             ref.spans[key] = SpanGroup(ref, name=key, spans=gold + kept)
         else:

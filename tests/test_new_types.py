@@ -243,6 +243,17 @@ def test_flat_new_examples_get_old_ents_that_do_not_overlap_gold(trained):
         label_old_types(pipeline, [Doc(pipeline.vocab, words=["a"])], ["PER"])
 
 
+def test_a_pipeline_without_span_output_labels_nested_references_with_its_ents(trained):
+    pipeline = spacy.load(trained / "trained", config={"components": {"binder_ner": {"set_spans": False}}})
+    words = NESTED_DATA[2][0].split()
+    ents = {(e.start, e.end, e.label_) for e in pipeline(Doc(pipeline.vocab, words=words)).ents}
+    assert ents, "the trained pipeline should predict on its own training text"
+    reference = Doc(pipeline.vocab, words=words)
+    reference.spans["sc"] = []
+    label_old_types(pipeline, [reference], ["DATE"])
+    assert {(s.start, s.end, s.label_) for s in reference.spans["sc"]} == ents
+
+
 def test_add_types_callback_adds_the_new_types_only(trained):
     nlp = spacy.load(trained / "trained")
     add_types = make_add_types_callback(trained / "new_types.json")
