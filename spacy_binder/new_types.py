@@ -134,15 +134,15 @@ def label_old_types(pipeline: Language, references: Sequence[Doc], new_labels: S
     counts: Counter = Counter()
     for ref, doc in zip(references, pipeline.pipe(inputs)):
         gold = list(get_gold_spans(ref, key))
-        if key in ref.spans:
+        nested = key in ref.spans
+        predicted = doc.spans[key] if nested and key in doc.spans else doc.ents
+        added = [span for span in predicted if span.label_ in old_labels]
+        if nested:
             taken = {(span.start, span.end) for span in gold}
-            predicted = doc.spans[key] if key in doc.spans else doc.ents
-            added = [span for span in predicted if span.label_ in old_labels]
             kept = [Span(ref, s.start, s.end, label=s.label_) for s in added if (s.start, s.end) not in taken]
             ref.spans[key] = SpanGroup(ref, name=key, spans=gold + kept)
         else:
             occupied = {i for span in gold for i in range(span.start, span.end)}
-            added = [ent for ent in doc.ents if ent.label_ in old_labels]
             kept = [
                 Span(ref, e.start, e.end, label=e.label_) for e in added
                 if not occupied.intersection(range(e.start, e.end))
