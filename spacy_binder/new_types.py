@@ -258,3 +258,51 @@ def make_add_types_callback(
         return nlp
 
     return add_types
+
+
+@registry.callbacks("spacy-binder.freeze_lower_layers.v1")
+def make_freeze_lower_layers_callback(component: str = "transformer", layers: int = 0) -> Callable[[Language], Language]:
+    """`[initialize.after_init]`: keep the embeddings and the first `layers`
+    layers of a transformer component's Hugging Face model as they are during
+    training (no gradient, no update), so a fine-tune moves the upper layers
+    only. 0 freezes nothing.
+    """
+    if layers < 0:
+        raise ValueError(f"spacy-binder.freeze_lower_layers.v1: layers must be 0 or more, got {layers}.")
+
+    def freeze_lower_layers(nlp: Language) -> Language:
+        if layers == 0:
+            return nlp
+        if component not in nlp.component_names:
+            raise ValueError(
+                f"spacy-binder.freeze_lower_layers.v1: no component {component!r} in the pipeline "
+                f"{nlp.component_names}; set `component` to the transformer component's name."
+            )
+        for module in _lower_modules(nlp.get_pipe(component).model, layers, component):
+            module.requires_grad_(False)
+        return nlp
+
+    return freeze_lower_layers
+
+
+def _lower_modules(model, layers: int, component: str) -> list:
+    """The embeddings and first `layers` layers of the one torch model in `model`."""
+    import torch
+
+    hf_models = [shim._model for node in model.walk() for shim in node.shims if isinstance(shim._model, torch.nn.Module)]
+    if len(hf_models) != 1:
+        raise ValueError(f"spacy-binder.freeze_lower_layers.v1: {component!r} holds {len(hf_models)} torch models, expected one.")
+    hf = hf_models[0]
+    n_layers = getattr(getattr(hf, "config", None), "num_hidden_layers", None)
+    stacks = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    embeddings = getattr(hf, "embeddings", None)
+    if len(stacks) != 1 or embeddings is None:
+        raise ValueError(
+            f"spacy-binder.freeze_lower_layers.v1: cannot find the embeddings and the layer stack "
+            f"of {type(hf).__name__} in {component!r}."
+        )
+    if layers > n_layers:
+        raise ValueError(
+            f"spacy-binder.freeze_lower_layers.v1: layers={layers}, but {type(hf).__name__} has {n_layers} layers."
+        )
+    return [embeddings, *stacks[0][:layers]]

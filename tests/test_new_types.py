@@ -16,7 +16,7 @@ from spacy.util import fix_random_seed
 
 from spacy_binder.new_types import (
     ANNOTATED_LABELS, MISSING_LABELS, annotated_label_set, create_new_types_corpus, label_old_types,
-    make_add_types_callback,
+    make_add_types_callback, make_freeze_lower_layers_callback,
 )  # fmt: skip
 from spacy_binder.spans import align_gold, enumerate_candidates
 from spacy_binder.torch_binder import BinderScores, LossWeights, binder_loss
@@ -318,3 +318,30 @@ def test_spacy_train_adds_a_type_and_the_result_reloads(trained, tmp_path, tiny_
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     state = srsly.json_loads(loaded.stdout.strip().splitlines()[-1])
     assert state == {"labels": LABELS + ["DATE"], "trained": LABELS + ["DATE"], "date": DATE, "scores": True}
+
+
+def test_freezing_lower_layers_keeps_them_through_updates(trained):
+    """freeze_lower_layers.v1 with layers=1 on the 2-layer tiny BERT: the
+    embeddings and layer 0 are exactly as before after updates, layer 1 and
+    the head move."""
+    nlp = spacy.load(trained / "trained")
+    make_freeze_lower_layers_callback(layers=1)(nlp)
+    (bert,) = [shim._model for node in nlp.get_pipe("transformer").model.walk() for shim in node.shims]
+    before = {name: param.detach().clone() for name, param in bert.named_parameters()}
+    examples = make_examples(nlp, NESTED_DATA)
+    optimizer = nlp.resume_training()
+    optimizer.learn_rate = 0.003
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    moved = {name for name, param in bert.named_parameters() if not torch.equal(param, before[name])}
+    frozen = {name for name in before if name.startswith(("embeddings.", "encoder.layer.0."))}
+    assert frozen and not moved & frozen
+    assert any(name.startswith("encoder.layer.1.") for name in moved)
+
+
+def test_freezing_more_layers_than_the_model_has_is_an_error(trained):
+    nlp = spacy.load(trained / "trained")
+    with pytest.raises(ValueError, match="has 2 layers"):
+        make_freeze_lower_layers_callback(layers=3)(nlp)
+    with pytest.raises(ValueError, match="no component 'encoder'"):
+        make_freeze_lower_layers_callback(component="encoder", layers=1)(nlp)

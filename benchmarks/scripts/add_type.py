@@ -99,6 +99,7 @@ def run(
     steps: int = typer.Option(600, "--steps", help="Fine-tune steps"),
     learn_rate: float = typer.Option(5e-5, "--learn-rate", help="Initial learning rate (linear decay to 0)"),
     eval_frequency: int = typer.Option(100, "--eval-frequency", help="Steps between dev evaluations"),
+    freeze_layers: int = typer.Option(0, "--freeze-layers", help="Keep the transformer's embeddings and first N layers as they are"),
     seed: int = typer.Option(0, "--seed"),
     old_types: bool = typer.Option(False, "--label-old-types", help="Label the old types in X's docs with the pipeline (not with plain)"),
     nested: bool = typer.Option(False, "--nested", help="Score doc.spans (and pick model-best by it)"),
@@ -131,7 +132,7 @@ def run(
     srsly.write_json(new_types, {label: given[label]})
     common = {
         "dataset": dataset, "type": label, "new_sentences": n_sentences, "new_docs": n_docs, "new_mentions": n_mentions,
-        "seed": seed, "steps": steps, "learn_rate": learn_rate,
+        "seed": seed, "steps": steps, "learn_rate": learn_rate, "freeze_layers": freeze_layers,
     }  # fmt: skip
     rows: List[Dict[str, Any]] = []
 
@@ -155,6 +156,7 @@ def run(
             "--paths.rehearsal", str(rehearsal) if variant == "rehearsal" else "null", "--system.seed", str(seed),
             "--training.max_steps", str(steps), "--training.eval_frequency", str(eval_frequency),
             "--training.optimizer.learn_rate.initial_rate", str(learn_rate),
+            "--initialize.after_init.layers", str(freeze_layers),
             "--corpora.train.gold_preproc", "true" if gold_preproc else "false", *weights,
         ]  # fmt: skip
         if variant != "plain":  # spacy.Corpus.v1 has neither
