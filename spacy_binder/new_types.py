@@ -165,6 +165,7 @@ def create_new_types_corpus(
     gold_preproc: bool = False,
     max_length: int = 0,
     old_types_from: Optional[Path] = None,
+    new_repeats: int = 1,
 ) -> Callable[[Language], Iterator[Example]]:
     """Training data for adding types, read as spacy.Corpus.v1 reads it:
     `path` (.spacy) annotated for the new types only, then, when given,
@@ -190,6 +191,8 @@ def create_new_types_corpus(
     labels = _new_type_labels(new_types)
     if rehearsal_limit < 0:
         raise ValueError(f"rehearsal_limit must be >= 0 (0: all), got {rehearsal_limit}.")
+    if new_repeats < 1:
+        raise ValueError(f"new_repeats must be 1 or more (each new example read that many times), got {new_repeats}.")
     new_corpus = Corpus(path, gold_preproc=gold_preproc, max_length=max_length)
     old_corpus = Corpus(rehearsal_path, gold_preproc=gold_preproc, max_length=max_length) if rehearsal_path else None
 
@@ -208,6 +211,9 @@ def create_new_types_corpus(
                 + f"; {left_out} on a new type's gold mention left out"
             )
         yield from new
+        for _ in range(new_repeats - 1):
+            # copies: the same Doc twice in a batch would share its annotations
+            yield from (Example(eg.predicted.copy(), eg.reference.copy()) for eg in new)
         if old_corpus is None:
             return
         old = list(old_corpus(nlp))

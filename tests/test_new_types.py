@@ -176,6 +176,31 @@ def test_new_types_corpus_marks_new_and_rehearsal_examples(tmp_path):
         list(create_new_types_corpus(empty, new_types)(nlp))
 
 
+def test_new_repeats_reads_each_new_example_again_as_a_copy(tmp_path):
+    """new_repeats=3: every new example three times (its own Docs each
+    time, same words, gold and marks), the rehearsal docs once."""
+    nlp = spacy.blank("en")
+    new_types = tmp_path / "new_types.json"
+    srsly.write_json(new_types, {"DATE": DATE})
+    new = write_docbin(nlp, DATE_DATA, tmp_path / "new.spacy")
+    old = write_docbin(nlp, NESTED_DATA, tmp_path / "old.spacy")
+    examples = list(create_new_types_corpus(new, new_types, rehearsal_path=old, new_repeats=3)(nlp))
+    assert len(examples) == 3 * len(DATE_DATA) + len(NESTED_DATA)
+
+    def content(eg):
+        gold = tuple((s.start, s.end, s.label_) for s in eg.reference.spans["sc"])
+        return eg.reference.text, gold, tuple(eg.reference.user_data[ANNOTATED_LABELS])
+
+    firsts = examples[: len(DATE_DATA)]
+    for repeat in range(1, 3):
+        copies = examples[repeat * len(DATE_DATA) : (repeat + 1) * len(DATE_DATA)]
+        assert [content(eg) for eg in copies] == [content(eg) for eg in firsts]
+        assert all(c.reference is not f.reference and c.predicted is not f.predicted for c, f in zip(copies, firsts))
+    assert [len(eg.reference.spans["sc"]) for eg in firsts] == [len(gold) for _, gold in DATE_DATA]
+    with pytest.raises(ValueError, match="new_repeats"):
+        create_new_types_corpus(new, new_types, new_repeats=0)
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_bert_path, tmp_path_factory):
     """A transformer pipeline (the shipped shape) trained on LOC, ORG and

@@ -95,6 +95,7 @@ def run(
     descriptions: Path = typer.Option(..., "--descriptions", help="Type descriptions (JSON)", exists=True, dir_okay=False),
     new_sentences: int = typer.Option(500, "--new-sentences", help="Fine-tune on the first N train sentences, annotated for the type only"),
     rehearsal_limit: int = typer.Option(1000, "--rehearsal-limit", help="Rehearsal docs mixed in (rehearsal variant)"),
+    new_repeats: int = typer.Option(1, "--new-repeats", help="Read each new example this many times (not with plain)"),
     variants: str = typer.Option(",".join(VARIANTS), "--variants", help=f"Comma-separated, of {', '.join(VARIANTS)}"),
     steps: int = typer.Option(600, "--steps", help="Fine-tune steps"),
     learn_rate: float = typer.Option(5e-5, "--learn-rate", help="Initial learning rate (linear decay to 0)"),
@@ -160,7 +161,7 @@ def run(
             "--corpora.train.gold_preproc", "true" if gold_preproc else "false", *weights,
         ]  # fmt: skip
         if variant != "plain":  # spacy.Corpus.v1 has neither
-            cmd += ["--corpora.train.rehearsal_limit", str(rehearsal_limit)]
+            cmd += ["--corpora.train.rehearsal_limit", str(rehearsal_limit), "--corpora.train.new_repeats", str(new_repeats)]
             cmd += ["--corpora.train.old_types_from", str(pipeline) if old_types else "null"]
         msg.divider(f"{dataset}: add {label}, {variant}")
         start = time.perf_counter()
@@ -170,6 +171,7 @@ def run(
         scores = scores_of(out / "model-best", corpus_dir / "test.spacy", label, nested, spans_key)
         rows.append({
             **common, "variant": variant, "rehearsal_limit": rehearsal_limit if variant == "rehearsal" else 0,
+            "new_repeats": new_repeats if variant != "plain" else 1,
             "old_types_labelled": old_types and variant != "plain", "train_seconds": seconds, **scores,
         })  # fmt: skip
         msg.good(f"{variant}: {label} F {scores['f']:.2f}; old types F {before['others']['f']:.2f} -> {scores['others']['f']:.2f}")
