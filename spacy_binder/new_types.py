@@ -182,6 +182,9 @@ def create_new_types_corpus(
         added to) whose predictions of its own types label the new
         examples (`label_old_types`); None: the new examples train the new
         types only.
+    new_repeats (int): read each new example this many times per epoch
+        (as copies), so that with many rehearsal docs the new ones keep
+        their share of the updates.
     """
     if path is None or new_types is None:
         raise ValueError(
@@ -213,7 +216,7 @@ def create_new_types_corpus(
         yield from new
         for _ in range(new_repeats - 1):
             # copies: the same Doc twice in a batch would share its annotations
-            yield from (Example(eg.predicted.copy(), eg.reference.copy()) for eg in new)
+            yield from (eg.copy() for eg in new)
         if old_corpus is None:
             return
         old = list(old_corpus(nlp))
@@ -292,14 +295,19 @@ def make_freeze_lower_layers_callback(component: str = "transformer", layers: in
 
 
 def _lower_modules(model, layers: int, component: str) -> list:
-    """The embeddings and first `layers` layers of the one torch model in `model`."""
+    """The embeddings and first `layers` layers of the Hugging Face model in `model`."""
     import torch
+    from transformers import PreTrainedModel
 
-    hf_models = [shim._model for node in model.walk() for shim in node.shims if isinstance(shim._model, torch.nn.Module)]
+    found = {id(shim._model): shim._model for node in model.walk() for shim in node.shims}
+    hf_models = [m for m in found.values() if isinstance(m, PreTrainedModel)]
     if len(hf_models) != 1:
-        raise ValueError(f"spacy-binder.freeze_lower_layers.v1: {component!r} holds {len(hf_models)} torch models, expected one.")
+        raise ValueError(
+            f"spacy-binder.freeze_lower_layers.v1: {component!r} holds {len(hf_models)} initialized "
+            "Hugging Face models, expected one: set `component` to the transformer component."
+        )
     hf = hf_models[0]
-    n_layers = getattr(getattr(hf, "config", None), "num_hidden_layers", None)
+    n_layers = getattr(hf.config, "num_hidden_layers", None)
     stacks = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
     embeddings = getattr(hf, "embeddings", None)
     if len(stacks) != 1 or embeddings is None:
@@ -307,8 +315,10 @@ def _lower_modules(model, layers: int, component: str) -> list:
             f"spacy-binder.freeze_lower_layers.v1: cannot find the embeddings and the layer stack "
             f"of {type(hf).__name__} in {component!r}."
         )
-    if layers > n_layers:
+    if layers >= n_layers:
         raise ValueError(
-            f"spacy-binder.freeze_lower_layers.v1: layers={layers}, but {type(hf).__name__} has {n_layers} layers."
+            f"spacy-binder.freeze_lower_layers.v1: layers={layers}, but {type(hf).__name__} has {n_layers} "
+            f"layers: freeze fewer than {n_layers} (to keep the whole transformer fixed, list it in "
+            "[training] frozen_components and annotating_components instead)."
         )
     return [embeddings, *stacks[0][:layers]]
