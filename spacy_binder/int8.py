@@ -248,11 +248,12 @@ def _is_quantized(module: torch.nn.Module) -> bool:
     return not any(isinstance(layer, torch.nn.Linear) for layer in module.modules())
 
 
-def hf_shims(nlp: Language) -> List[HFShim]:
-    """The spacy-transformers shims of every component's model, each once."""
+def hf_shims(nlp: Language, component: Optional[str] = None) -> List[HFShim]:
+    """The spacy-transformers shims of every component's model (or of the
+    component named `component` only), each once."""
     shims: Dict[int, HFShim] = {}
-    for _, component in nlp.components:
-        model = getattr(component, "model", None)
+    for name, pipe in nlp.components:
+        model = getattr(pipe, "model", None) if component in (None, name) else None
         if model is None or not hasattr(model, "walk"):
             continue
         for node in model.walk():

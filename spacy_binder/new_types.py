@@ -287,19 +287,21 @@ def make_freeze_lower_layers_callback(component: str = "transformer", layers: in
                 f"spacy-binder.freeze_lower_layers.v1: no component {component!r} in the pipeline "
                 f"{nlp.component_names}; set `component` to the transformer component's name."
             )
-        for module in _lower_modules(nlp.get_pipe(component).model, layers, component):
+        for module in _lower_modules(nlp, layers, component):
             module.requires_grad_(False)
         return nlp
 
     return freeze_lower_layers
 
 
-def _lower_modules(model, layers: int, component: str) -> list:
-    """The embeddings and first `layers` layers of the Hugging Face model in `model`."""
+def _lower_modules(nlp: Language, layers: int, component: str) -> list:
+    """The embeddings and first `layers` layers of the Hugging Face model in `component`."""
     import torch
     from transformers import PreTrainedModel
 
-    found = {id(shim._model): shim._model for node in model.walk() for shim in node.shims}
+    from .int8 import hf_shims
+
+    found = {id(shim._model): shim._model for shim in hf_shims(nlp, component)}
     hf_models = [m for m in found.values() if isinstance(m, PreTrainedModel)]
     if len(hf_models) != 1:
         raise ValueError(

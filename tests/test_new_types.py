@@ -154,12 +154,19 @@ def write_docbin(nlp, data, path: Path, spans_key="sc") -> Path:
     return path
 
 
-def test_new_types_corpus_marks_new_and_rehearsal_examples(tmp_path):
+@pytest.fixture
+def new_types_files(tmp_path):
+    """A blank nlp, new_types.json (DATE), new DATE examples and old nested ones."""
     nlp = spacy.blank("en")
     new_types = tmp_path / "new_types.json"
     srsly.write_json(new_types, {"DATE": DATE})
     new = write_docbin(nlp, DATE_DATA, tmp_path / "new.spacy")
     old = write_docbin(nlp, NESTED_DATA, tmp_path / "old.spacy")
+    return nlp, new_types, new, old
+
+
+def test_new_types_corpus_marks_new_and_rehearsal_examples(new_types_files, tmp_path):
+    nlp, new_types, new, old = new_types_files
     examples = list(create_new_types_corpus(new, new_types, rehearsal_path=old, rehearsal_limit=2)(nlp))
     assert len(examples) == len(DATE_DATA) + 2
     for eg in examples[: len(DATE_DATA)]:
@@ -176,14 +183,10 @@ def test_new_types_corpus_marks_new_and_rehearsal_examples(tmp_path):
         list(create_new_types_corpus(empty, new_types)(nlp))
 
 
-def test_new_repeats_reads_each_new_example_again_as_a_copy(tmp_path):
+def test_new_repeats_reads_each_new_example_again_as_a_copy(new_types_files):
     """new_repeats=3: every new example three times (its own Docs each
     time, same words, gold and marks), the rehearsal docs once."""
-    nlp = spacy.blank("en")
-    new_types = tmp_path / "new_types.json"
-    srsly.write_json(new_types, {"DATE": DATE})
-    new = write_docbin(nlp, DATE_DATA, tmp_path / "new.spacy")
-    old = write_docbin(nlp, NESTED_DATA, tmp_path / "old.spacy")
+    nlp, new_types, new, old = new_types_files
     examples = list(create_new_types_corpus(new, new_types, rehearsal_path=old, new_repeats=3)(nlp))
     assert len(examples) == 3 * len(DATE_DATA) + len(NESTED_DATA)
 
