@@ -2,6 +2,9 @@
 spancat (nested) trained on the first 50, 100, ... sentences of a corpus's
 train split, once per seed; binder_ner twice, with the type descriptions and
 with each type's label as its description (`--variants descriptions,names`).
+`--descriptions-tag` renames the descriptions variant in the rows and run
+folders, so that curves of another descriptions file (guideline text, example
+mentions) can be drawn beside the first.
 
 Budget rule, the same for every size, system, variant and seed: a fixed
 number of optimizer steps (`--steps`) in padded batches of `--batch-size`
@@ -170,6 +173,15 @@ def apply_step_budget(
     return base
 
 
+def check_descriptions_tag(tag: str) -> None:
+    """A --descriptions-tag names a run folder and a curve: a word, and not
+    "names", which is the other variant's."""
+    if tag == "names" or not tag.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"--descriptions-tag takes a word of letters, digits, '-' or '_' other than 'names', got {tag!r}"
+        )
+
+
 def write_descriptions(path: Path, labels: List[str], given: Dict[str, str], variant: str) -> Dict[str, str]:
     """Write the descriptions of `labels` for a binder_ner variant to `path`:
     the given ones ("descriptions"), or each label as its own ("names").
@@ -257,6 +269,7 @@ def run(
     systems: str = typer.Option("binder_ner,spacy_ner", "--systems", help="Comma-separated subset of benchmark.py's systems"),
     variants: str = typer.Option(",".join(VARIANTS), "--variants", help="binder_ner with the type descriptions and/or with the labels as descriptions"),
     descriptions: Optional[Path] = typer.Option(None, "--descriptions", help="Type descriptions (JSON) for the descriptions variant", exists=True, dir_okay=False),
+    descriptions_tag: str = typer.Option("descriptions", "--descriptions-tag", help="The descriptions variant's name in the rows and run folders: tells the curves of other description files (e.g. guideline text) apart"),
     nested: bool = typer.Option(False, "--nested", help="The corpus is nested: rank binder_ner by doc.spans"),
     steps: int = typer.Option(500, "--steps", help="Optimizer steps for every point"),
     learn_rate: float = typer.Option(1e-4, "--learn-rate", help="Initial learning rate for every point"),
@@ -279,6 +292,7 @@ def run(
         seed_list = parse_seeds(seeds)
         chosen = parse_names(systems, "--systems", SYSTEMS)
         variant_list = parse_names(variants, "--variants", VARIANTS)
+        check_descriptions_tag(descriptions_tag)
         base = util.load_config(base_config, interpolate=False)
         apply_step_budget(base, steps, learn_rate, schedule, batch_size, eval_frequency)
     except ValueError as err:
@@ -324,12 +338,13 @@ def run(
             if "binder_ner" in chosen:
                 runs = [("binder_ner", variant) for variant in variant_list] + runs
             for system, variant in runs:
-                run_dir = point_dir / (f"{system}_{variant}" if variant else system)
+                tag = descriptions_tag if variant == "descriptions" else variant
+                run_dir = point_dir / (f"{system}_{tag}" if variant else system)
                 if variant:
                     descriptions_path = run_dir / "descriptions.json"
                     write_descriptions(descriptions_path, labels, given, variant)
                     point["paths"]["descriptions"] = str(descriptions_path.resolve())
-                msg.divider(f"{series_name({'system': system, 'descriptions': variant})}: {dataset}, {n_sentences} sentences, seed {seed}")
+                msg.divider(f"{series_name({'system': system, 'descriptions': tag})}: {dataset}, {n_sentences} sentences, seed {seed}")
                 row = run_system(
                     system, system_config(point, system, max_width, spans_key, nested), corpus_dir, run_dir,
                     dataset=dataset, encoder=encoder, spans_key=spans_key, gpu_id=gpu_id, nested=nested,
@@ -340,7 +355,7 @@ def run(
                     "epochs": round(steps / max(1, n_batches), 1), "max_steps": steps, "learn_rate": learn_rate,
                     "schedule": schedule, "batch_size": batch_size, "eval_frequency": eval_frequency,
                     "max_span_width": max_width,
-                    **({"descriptions": variant} if variant else {}),
+                    **({"descriptions": tag} if variant else {}),
                 })  # fmt: skip
                 rows.append(row)
                 msg.good(f"F {row['f']:.2f}, {row['train_seconds']:.0f} s training")

@@ -164,6 +164,34 @@ def test_learning_curve_run(corpus: Path, tmp_path: Path, tiny_description_confi
     assert text.count("n=1)") == 6
 
 
+@pytest.mark.slow
+def test_descriptions_tag_names_the_rows_and_the_run_folder(corpus: Path, tmp_path: Path, tiny_description_config: Path) -> None:
+    """A second descriptions file's curve: its rows and pipeline are told
+    apart from the descriptions variant's by the tag, and hold its text."""
+    guidelines = tmp_path / "guidelines.json"
+    srsly.write_json(guidelines, {label: f"{text} (guideline text)" for label, text in DESCRIPTIONS.items()})
+    output = tmp_path / "curve.json"
+    result = run_script(
+        "learning_curve.py", "run", "toy", corpus, tiny_description_config, "--sizes", "2", "--seeds", "0",
+        "--systems", "binder_ner", "--variants", "descriptions", "--descriptions", guidelines,
+        "--descriptions-tag", "guidelines", "--work-dir", tmp_path / "work", "--output", output,
+        "--table", tmp_path / "curve.md", *TINY_BUDGET,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [(r["system"], r["descriptions"]) for r in srsly.read_json(output)] == [("binder_ner", "guidelines")]
+    run_dir = tmp_path / "work" / "toy" / "sentences_2" / "seed_0" / "binder_ner_guidelines"
+    binder = spacy.load(run_dir / "pipeline" / "model-best").get_pipe("binder_ner")
+    assert binder.descriptions == {k: f"{DESCRIPTIONS[k]} (guideline text)" for k in ("LOC", "PER")}
+    assert "binder_ner (guidelines) F" in (tmp_path / "curve.md").read_text()
+
+
+@pytest.mark.parametrize("tag", ["names", "", "two words", "../up"])
+def test_descriptions_tag_must_be_a_word_other_than_names(tag: str) -> None:
+    with pytest.raises(ValueError, match="--descriptions-tag"):
+        learning_curve.check_descriptions_tag(tag)
+    learning_curve.check_descriptions_tag("guidelines-v2")
+
+
 def test_learning_curve_refuses_configs_it_cannot_measure(corpus: Path, tmp_path: Path) -> None:
     result = run_script(
         "learning_curve.py", "run", "toy", corpus, BINDER_TINY, "--sizes", "2", "--variants", "names",
