@@ -253,7 +253,9 @@ def hf_shims(nlp: Language, component: Optional[str] = None) -> List[HFShim]:
     component named `component` only), each once."""
     shims: Dict[int, HFShim] = {}
     for name, pipe in nlp.components:
-        model = getattr(pipe, "model", None) if component in (None, name) else None
+        if component is not None and name != component:
+            continue
+        model = getattr(pipe, "model", None)
         if model is None or not hasattr(model, "walk"):
             continue
         for node in model.walk():
